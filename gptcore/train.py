@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -333,6 +333,9 @@ def train(cfg: TrainConfig, log=None) -> dict:
     if mcfg.vocab_size < dataset.vocab_size:
         raise UserError(f"model vocab_size {mcfg.vocab_size} is smaller than the data's {dataset.vocab_size}")
 
+    # The dtype a run trains in is part of its computation: hash the resolved one, so a run started in fp32
+    # is never resumed in bf16 on a machine where "auto" resolves otherwise.
+    cfg = replace(cfg, dtype=resolve_dtype(cfg.dtype, device))
     run = RunDir(cfg.out)
     refusal = None
     if d.main:
@@ -351,7 +354,7 @@ def train(cfg: TrainConfig, log=None) -> dict:
         say(f"{run.path}: already finished ({summary['status']}); nothing to do")
         return summary
 
-    dtype = resolve_dtype(cfg.dtype, device)
+    dtype = cfg.dtype
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if dtype == "bf16" \
         else contextlib.nullcontext
     torch.manual_seed(cfg.seed)

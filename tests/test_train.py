@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from gptcore.config import GPTConfig
 from gptcore.errors import UserError
@@ -144,3 +145,24 @@ def test_train_config_rejects_bad_budgets():
         TrainConfig(model=m, data="d", out="o", tokens=-5)
     with pytest.raises(UserError, match="exactly one budget"):
         TrainConfig(model=m, data="d", out="o")
+
+
+def test_the_resolved_dtype_is_what_the_run_records_and_hashes(prepared_data, tmp_path):
+    """dtype "auto" is stored as what it resolved to, so the same run is never resumed in another dtype."""
+    from gptcore.train import TrainConfig, resolve_dtype, train
+
+    def cfg(dtype: str, steps: int) -> TrainConfig:
+        return TrainConfig(
+            model=GPTConfig(vocab_size=_vocab(prepared_data), ctx=16, n_layer=1, n_head=1, d_model=16),
+            data=str(prepared_data), out=str(tmp_path / "run"), batch_size=2, max_steps=steps, threads=1,
+            dtype=dtype, device="cpu", sample_tokens=0, eval_batches=1, progress=False)
+
+    resolved = resolve_dtype("auto", torch.device("cpu"))
+    first = train(cfg("auto", 2), log=lambda msg: None)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["train"]["dtype"] == first["dtype"] == resolved
+    assert recorded["config_hash"] == first["config_hash"] == cfg(resolved, 2).config_hash()
+    assert train(cfg(resolved, 2), log=lambda msg: None)["config_hash"] == first["config_hash"]  # finished, kept
+    other = "bf16" if resolved == "fp32" else "fp32"
+    with pytest.raises(UserError, match="different config"):
+        train(cfg(other, 2), log=lambda msg: None)
