@@ -93,9 +93,13 @@ def plot_loss_vs_compute(result: FitResult, table: RunTable, ax) -> None:
     if result.law is not None:
         cmap, norm = matplotlib.colormaps[PALETTE], _size_norm(table)
         for n in _some(np.unique(table.params), 8):
-            ax.plot(c, result.law.loss(n, c / (6 * n)), color=cmap(norm(n)), lw=1, alpha=0.8)
+            # D from C at this size's own FLOPs per token, as its points were counted: the trainer's count
+            # exceeds 6N by the attention term, or falls below it for embedding-heavy shapes.
+            m = table.params == n
+            flops_per_token = float(np.median(table.flops[m] / table.tokens[m]))
+            ax.plot(c, result.law.loss(n, c / flops_per_token), color=cmap(norm(n)), lw=1, alpha=0.8)
         n_opt, d_opt = result.law.compute_optimal(c)
-        ax.plot(c, result.law.loss(n_opt, d_opt), color="k", lw=2, ls="--", label="compute-optimal frontier")
+        ax.plot(c, result.law.loss(n_opt, d_opt), color="k", lw=2, ls="--", label="compute-optimal frontier (C = 6ND)")
     elif result.form == "kaplan":
         p = result.params
         ax.plot(

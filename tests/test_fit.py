@@ -380,3 +380,28 @@ def test_single_size_is_refused_by_isoflop_and_bad_predict_inputs(tmp_path, caps
 def test_load_runs_reports_a_directory_without_a_sweep_table(tmp_path):
     with pytest.raises(Exception, match="without sweep.csv"):
         load_runs(tmp_path)
+
+
+def test_iso_n_curves_meet_each_run_at_its_own_flops_count():
+    """Points sit at the trainer's FLOPs, not 6ND: each size's curve uses that size's FLOPs per token."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import plot_loss_vs_compute
+    from scaling.fit.result import FitResult
+
+    df = isoflop_sweep(noise=0.0, per_budget=3, budgets=(1e17, 1e18))
+    df["flops"] = df["flops"] * np.where(df.params < df.params.median(), 0.55, 1.1)  # embedding-heavy / attention
+    table = runs_from_frame(df)
+    fig, ax = plt.subplots()
+    result = FitResult(form="chinchilla", params=TRUE.to_dict(), objective=0.0, n_points=len(df), law=TRUE)
+    plot_loss_vs_compute(result, table, ax)
+    curves = [line for line in ax.get_lines() if line.get_label().startswith("_")]  # iso-N, unlabelled
+    assert len(curves) == len(np.unique(table.params))
+    for line, n in zip(curves, np.unique(table.params), strict=True):
+        c, loss = (np.log(v) for v in line.get_data())
+        for flops, d in zip(table.flops[table.params == n], table.tokens[table.params == n], strict=True):
+            assert np.interp(np.log(flops), c, loss) == pytest.approx(np.log(TRUE.loss(n, d)), abs=1e-3)
+    plt.close(fig)
