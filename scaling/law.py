@@ -152,6 +152,13 @@ class LawFile:
         }
 
 
+def params_problem(params: dict[str, float]) -> str | None:
+    """Why these Chinchilla params cannot be extrapolated with, or None. E may sit on its bound 0 (data that
+    show no irreducible loss); A, B and the exponents must be positive, or loss would not fall with N or D."""
+    bad = [k for k, v in params.items() if not math.isfinite(v) or v < 0 or (v == 0 and k != "E")]
+    return None if not bad else ", ".join(f"{k} = {params[k]:.3g}" for k in bad)
+
+
 def save_law(path: str | Path, law_file: LawFile) -> None:
     atomic_write_json(path, law_file.to_dict())
 
@@ -171,8 +178,7 @@ def load_law(path: str | Path) -> LawFile:
         values = {k: float(raw["params"][k]) for k in PARAM_NAMES}
     except (KeyError, TypeError, ValueError):
         raise UserError(f"law file {path} lacks numeric params {', '.join(PARAM_NAMES)}") from None
-    # E may sit on its bound 0 (a fit whose data show no irreducible loss); the rest must be positive.
-    if not all(math.isfinite(v) and (v > 0 or (k == "E" and v == 0)) for k, v in values.items()):
+    if params_problem(values):
         raise UserError(f"law file {path} has non-finite params, a negative E, or A, B, alpha, beta not positive")
     known = {"schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options",
              "rows", "bootstrap_params"}

@@ -377,6 +377,18 @@ def test_single_size_is_refused_by_isoflop_and_bad_predict_inputs(tmp_path, caps
     assert code == 2 and not (tmp_path / "x.json").exists()
 
 
+def test_a_law_whose_loss_rises_with_size_is_not_written(tmp_path, capsys):
+    """Bigger models doing worse (too few tokens, a bad LR) fit alpha < 0: no law file that launch would refuse."""
+    df = isoflop_sweep(noise=0.002)
+    df["loss"] = 2.0 + 0.01 * np.log(df.params) + 400.0 / df.tokens**0.3
+    law_path = tmp_path / "law.json"
+    law_path.write_text("keep me")
+    code, _, err = run_cli(capsys, "fit", str(write_csv(tmp_path, df)), "--out", str(law_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "alpha = -" in err and "cannot be extrapolated" in err
+    assert law_path.read_text() == "keep me"
+
+
 def test_load_runs_reports_a_directory_without_a_sweep_table(tmp_path):
     with pytest.raises(Exception, match="without sweep.csv"):
         load_runs(tmp_path)

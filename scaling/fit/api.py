@@ -10,7 +10,7 @@ from gptcore.errors import UserError
 from scaling.fit import chinchilla
 from scaling.fit.data import RunTable
 from scaling.fit.estimators import ESTIMATORS, FORMS, budget_groups
-from scaling.law import PARAM_NAMES, LawFile, save_law
+from scaling.law import PARAM_NAMES, LawFile, params_problem, save_law
 
 BOOTSTRAP_BY = ("run", "size")
 EXPONENTS = {"alpha", "beta", "a", "b", "alpha_N", "alpha_D", "alpha_C"}
@@ -226,6 +226,11 @@ def law_file(result, table: RunTable) -> LawFile:
     """The law file for a fit that predicts L(N, D): params, intervals, options and the exact rows used."""
     if result.law is None:
         raise UserError(f"--out writes a loss law; the {result.form} form has none (use chinchilla or vpnls)")
+    problem = params_problem(result.law.to_dict())
+    if problem:
+        raise UserError(f"the fit gives {problem}: in these runs loss does not fall with model size and tokens "
+                        "as the law needs, so it cannot be extrapolated; no law file written (more sizes or "
+                        "larger token budgets help)")
     boot = (
         [] if result.bootstrap is None else [r for r in result.bootstrap.tolist() if np.all(np.isfinite(r))]
     )
