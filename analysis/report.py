@@ -70,6 +70,10 @@ def report_numbers(launch: dict) -> dict:
     world = s.get("world_size", 1)
     actual_hours = step_seconds(launch["metrics"]) * world / estimates.SECONDS_PER_HOUR
     measured_mfu = s.get("mfu")  # the trainer's: its FLOPs (PaLM: matmul params + attention) over the peak
+    # Fed back in the planner's own convention (6ND, N as the law counts it): the same measured tokens/s,
+    # counted as the planner counts FLOPs, is the MFU to assume when planning this kind of run again.
+    planner_per_trainer_flops = plan["flops"] / p["run"]["tokens"] / s["flops_per_token"]
+    fed_back_mfu = measured_mfu * planner_per_trainer_flops if measured_mfu else None
     return {
         "run_id": p["run"]["run_id"],
         "status": s["status"],
@@ -93,8 +97,10 @@ def report_numbers(launch: dict) -> dict:
         "planned_mfu": plan["mfu"],
         "planned_gpu_hours": plan["gpu_hours"],
         "measured_mfu": measured_mfu,
-        "replanned_gpu_hours": estimates.gpu_hours(plan["flops"], plan["peak_flops_per_s"], measured_mfu)
-        if measured_mfu else None,
+        "planner_per_trainer_flops": planner_per_trainer_flops,
+        "fed_back_mfu": fed_back_mfu,
+        "replanned_gpu_hours": estimates.gpu_hours(plan["flops"], plan["peak_flops_per_s"], fed_back_mfu)
+        if fed_back_mfu else None,
         "actual_gpu_hours": actual_hours,
         "effective_mfu": plan["flops"] / (plan["peak_flops_per_s"] * actual_hours * estimates.SECONDS_PER_HOUR)
         if actual_hours > 0 else None,
@@ -200,7 +206,7 @@ def plot_gpu_hours(nums: dict, ax) -> None:
     """Planned GPU-hours (assumed MFU), re-planned with the measured MFU, and actual."""
     bars = [("planned", nums["planned_gpu_hours"], f"MFU {nums['planned_mfu']:.2f} assumed")]
     if nums["replanned_gpu_hours"]:
-        bars.append(("re-planned", nums["replanned_gpu_hours"], f"MFU {nums['measured_mfu']:.3f} measured"))
+        bars.append(("re-planned", nums["replanned_gpu_hours"], f"MFU {nums['fed_back_mfu']:.3f} fed back"))
     bars.append(("actual", nums["actual_gpu_hours"], "time in training steps"))
     names = [f"{a}\n({c})" for a, _, c in bars]
     sns.barplot(x=names, y=[b for _, b, _ in bars], hue=names, palette="crest", legend=False, ax=ax)
@@ -265,7 +271,8 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         f"| relative error (predicted - actual) / actual | {rel} |",
         f"| inside the interval | {within} |",
         f"| planned GPU-hours (MFU {nums['planned_mfu']:.2f} assumed) | {nums['planned_gpu_hours']:.4g} |",
-        f"| re-planned with the measured MFU {_fmt(nums['measured_mfu'], '.3f')} | "
+        f"| re-planned with the measured throughput (MFU {_fmt(nums['fed_back_mfu'], '.3f')} as the planner "
+        "counts) | "
         f"{_fmt(nums['replanned_gpu_hours'], '.4g')} |",
         f"| actual GPU-hours (time in training steps) | {nums['actual_gpu_hours']:.4g} |",
         f"| device | {nums['device']} |",
@@ -277,14 +284,14 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         "parity": "Predicted against actual final loss: the sweep runs the law was fitted on, and the "
         "held-out final run with its bootstrap interval.",
         "loss_curve": "The final run's loss against tokens, with the registered prediction and its interval.",
-        "gpu_hours": "Planned GPU-hours under the planner's default MFU; re-planned with the MFU the trainer "
-        "measured (steady state: its FLOPs, 6 x matmul parameters + attention per token, over the device's "
-        "peak); and the time actually spent in training steps (evaluation and start-up excluded). The "
-        "planner counts 6ND with N as the law counts it, so where N includes embeddings, which are looked "
-        "up rather than multiplied (small models, total-parameter laws), it counts more FLOPs than the "
-        "trainer and re-planned exceeds actual by that ratio "
-        f"({nums['planned_flops'] / nums['trained_flops']:.2f} here). The effective MFU, planned FLOPs over "
-        f"actual device time, was {_fmt(nums['effective_mfu'], '.3f')}.",
+        "gpu_hours": "Planned GPU-hours under the planner's default MFU; re-planned with the throughput the "
+        "trainer measured (steady state), fed back as the MFU the planner should assume; and the time actually "
+        "spent in training steps (evaluation and start-up excluded). The trainer counts 6 x matmul parameters "
+        "+ attention FLOPs per token; the planner counts 6N with N as the law counts it, so where N includes "
+        "embeddings, which are looked up rather than multiplied (small models, total-parameter laws), the "
+        f"planner counts {nums['planner_per_trainer_flops']:.2f}x the trainer's FLOPs and the fed-back MFU "
+        f"({_fmt(nums['fed_back_mfu'], '.3f')}) is the trainer's ({_fmt(nums['measured_mfu'], '.3f')}) times "
+        "that ratio. Re-planned falls short of actual by the time outside steady-state steps.",
     }
     for name, path in plots.items():
         lines += [f"## {name.replace('_', ' ').capitalize()}", "", captions[name], "",

@@ -130,7 +130,8 @@ class LawFile:
         if not self.bootstrap_params:
             return point, None
         p = np.asarray(self.bootstrap_params, dtype=float)
-        losses = p[:, 0] + p[:, 1] / params ** p[:, 3] + p[:, 2] / tokens ** p[:, 4]
+        with np.errstate(over="ignore"):  # a degenerate refit (exponent far below 0) predicts an infinite loss
+            losses = p[:, 0] + p[:, 1] / params ** p[:, 3] + p[:, 2] / tokens ** p[:, 4]
         tail = 100 * (1 - self.ci_level) / 2
         lo, hi = np.percentile(losses, [tail, 100 - tail])
         return point, [float(lo), float(hi)]

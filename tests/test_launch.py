@@ -1,7 +1,8 @@
-"""The closed loop on real runs: sweep -> fit -> launch (prediction registered first) -> report.
+"""The closed loop on real runs: `scaling demo` (tune -> sweep -> fit -> plan -> launch, prediction registered
+first -> report) on a small test grid, then more launches from its law.
 
-One small sweep (3 sizes x 2 budgets on the bundled corpus) and its fit serve every test; each launch
-trains a model one size step beyond the sweep (L2-d128, 8.8M parameters with the compact vocabulary).
+One demo run (3 sizes x 2 budgets on the bundled corpus) serves every test; each launch trains a model one size
+step beyond the sweep (L2-d128, 8.8M parameters with the compact vocabulary).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from scaling.cli import main
 GRID = """description = "test grid: 3 sizes x 2 budgets"
 ctx = 32
 params = ["12K", "50K", "200K"]  # non-embedding targets: L1-d32, L1-d64, L2-d96
-tokens = ["4K", "8K"]
+tokens = ["8K", "16K"]
 
 [train]
 eval_every = 16
@@ -40,16 +42,22 @@ def scaling(*argv: str, **kw) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def fitted(prepared_data, tmp_path_factory) -> dict:
-    """A real sweep of the test grid and its Chinchilla fit with bootstrap."""
+def demo(prepared_data, tmp_path_factory) -> dict:
+    """The README's main job on the test grid, as a user runs it: one `scaling demo` process."""
     root = tmp_path_factory.mktemp("loop")
     grid = root / "grid.toml"
     grid.write_text(GRID)
-    sweep, law = root / "sweep", root / "law.json"
-    assert main(["sweep", "--grid", str(grid), "--data", str(prepared_data), "--out", str(sweep),
-                 "--executor", "local", "--no-estimate"]) == 0
-    assert main(["fit", str(sweep), "--bootstrap", "40", "--out", str(law), "--json"]) == 0
-    return {"root": root, "grid": str(grid), "law": str(law), "data": str(prepared_data)}
+    out = root / "demo"
+    done = scaling("demo", "--grid", str(grid), "--data", str(prepared_data), "--out", str(out), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"root": root, "out": out, "stdout": done.stdout, "grid": str(grid), "data": str(prepared_data),
+            "law": str(out / "law.json")}
+
+
+@pytest.fixture(scope="module")
+def fitted(demo) -> dict:
+    """The demo's law, grid and data, for launches of their own."""
+    return {k: demo[k] for k in ("root", "grid", "data", "law")}
 
 
 def launch_args(fitted: dict, out: Path, tokens: str = "8K", *extra: str) -> list[str]:
@@ -58,11 +66,24 @@ def launch_args(fitted: dict, out: Path, tokens: str = "8K", *extra: str) -> lis
 
 
 @pytest.fixture(scope="module")
-def launched(fitted) -> dict:
-    out = fitted["root"] / "launch"
-    done = scaling(*launch_args(fitted, out), timeout=600)
-    assert done.returncode == 0, done.stderr
-    return {"out": out, "stdout": done.stdout}
+def launched(demo) -> dict:
+    """The demo's final run, and the launch command it printed (which a user can paste to re-run it)."""
+    printed = [line[2:] for line in demo["stdout"].splitlines() if line.startswith("$ scaling launch ")]
+    assert len(printed) == 1, demo["stdout"][-3000:]
+    return {"out": demo["out"] / "launch", "stdout": demo["stdout"], "argv": shlex.split(printed[0])[1:]}
+
+
+def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
+    text, out = demo["stdout"], demo["out"]
+    steps = ["$ scaling tune ", "$ scaling sweep ", "$ scaling fit ", "$ scaling plan ", "$ scaling launch "]
+    at = [text.index(s) for s in steps]
+    assert at == sorted(at) and "demo done in" in text
+    assert "prepare the bundled corpus" not in text  # --data given: nothing prepared
+    assert "--params 12K,50K --tokens 8K --ctx 32 --trials 3 --trial-tokens 4K" in text  # tune: from the grid
+    assert len(json.loads((out / "tune" / "lr_law.json").read_text())["tuned"]) == 2  # the two sizes tuned
+    sweep = (out / "sweep" / "sweep.csv").read_text()
+    assert len(sweep.splitlines()) == 1 + 6 and sweep.count(",tuned,") == 4  # 2 sizes x 2 budgets
+    assert (out / "law.json").is_file() and list((out / "fit").glob("*.png"))
 
 
 def test_loop_writes_report_with_finite_numbers(launched):
@@ -76,6 +97,10 @@ def test_loop_writes_report_with_finite_numbers(launched):
     assert report["within_interval"] == (lo <= report["actual_loss"] <= hi)
     assert report["relative_error"] == pytest.approx(
         (report["predicted_loss"] - report["actual_loss"]) / report["actual_loss"])
+    # The measured throughput, fed back in the planner's FLOPs convention, re-plans this very run to its
+    # steady-state time: never more than the time actually spent in steps (which adds the slower first steps).
+    assert report["fed_back_mfu"] == pytest.approx(report["measured_mfu"] * report["planner_per_trainer_flops"])
+    assert 0.3 * report["actual_gpu_hours"] < report["replanned_gpu_hours"] <= 1.05 * report["actual_gpu_hours"]
     md = (out / "report.md").read_text()
     for png in ("extrapolation", "parity", "loss_curve", "gpu_hours"):
         assert (out / "plots" / f"{png}.png").stat().st_size > 10_000
@@ -87,7 +112,7 @@ def test_loop_writes_report_with_finite_numbers(launched):
     assert text.index("prediction registered") < text.index("relative error")
 
 
-def test_prediction_written_before_training_and_never_rewritten(launched, fitted):
+def test_prediction_written_before_training_and_never_rewritten(launched):
     out = launched["out"]
     pred_path = out / "prediction.json"
     pred = json.loads(pred_path.read_text())
@@ -98,10 +123,12 @@ def test_prediction_written_before_training_and_never_rewritten(launched, fitted
     assert pred["run"]["model"]["n_layer"] >= 1 and pred["predicted_interval"] is not None
     before = (pred_path.read_bytes(), pred_path.stat().st_mtime_ns, pred_path.stat().st_ino)
 
-    again = scaling(*launch_args(fitted, out), timeout=300)  # finished: re-reads, keeps, reports again
+    again = scaling(*launched["argv"], timeout=300)  # the printed command: re-reads, keeps, reports again
     assert again.returncode == 0, again.stderr
     assert "kept as is" in again.stdout
-    other = scaling(*launch_args(fitted, out, "16K"), timeout=300)  # other arguments: one-line error
+    tokens = launched["argv"].index("--tokens") + 1
+    other_argv = [*launched["argv"][:tokens], "1M", *launched["argv"][tokens + 1:]]
+    other = scaling(*other_argv, timeout=300)  # other arguments: one-line error
     assert other.returncode == 2
     assert other.stderr.count("\n") == 1 and "other arguments (tokens differ)" in other.stderr
     assert (pred_path.read_bytes(), pred_path.stat().st_mtime_ns, pred_path.stat().st_ino) == before
@@ -163,7 +190,7 @@ def test_torchrun_two_cpu_processes_report(fitted, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--params", "1M", "--compute", "1e12"], "--compute: give --compute C alone"),
     (["--tokens", "1M"], "--compute: give --compute C alone, or --params N"),
-    (["--params", "8.8M", "--executor", "torchrun", "--gpus", "3"], "--gpus: the run's batch"),
+    (["--params", "8.8M", "--tokens", "8K", "--executor", "torchrun", "--gpus", "3"], "--gpus: the run's batch"),
 ])
 def test_bad_launch_arguments_are_one_line_errors(fitted, tmp_path, capsys, argv, message):
     out = tmp_path / "bad"

@@ -13,10 +13,7 @@ import shlex
 import time
 from pathlib import Path
 
-GRID = "tiny"
-# The LR tune: the tiny grid's smallest and largest-but-one sizes, a few short trials each; lr_opt(N) fitted
-# through them gives every size of the sweep its learning rate.
-TUNE = ["--params", "12K,200K", "--tokens", "16K", "--ctx", "64", "--trials", "3", "--trial-tokens", "8K"]
+TUNE_TRIALS = 3
 BOOTSTRAP = 200
 # The final run: one step beyond the sweep in both size and data, so the law is extrapolated, not
 # interpolated, while the run stays within a few CPU minutes.
@@ -33,9 +30,28 @@ def register(subparsers) -> None:
         "run with a pre-registered prediction, and the report. Re-running resumes.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo directory (default runs/demo)")
+    p.add_argument("--grid", default="tiny", help="the sweep's grid: a preset or a .toml file with token budgets "
+                   "(default tiny, about 2 minutes on 2 cores)")
+    p.add_argument("--data", type=Path, help="prepared data dir (default: the bundled corpus, prepared into OUT/data)")
     p.add_argument("--executor", choices=("local", "torchrun"), default="local",
                    help="how the final run trains (torchrun: 2 CPU processes with gloo)")
     p.set_defaults(func=handle)
+
+
+def tune_argv(grid_name: str) -> list[str]:
+    """The LR tune: the grid's smallest and largest-but-one sizes, a few trials each on half its smallest
+    budget; lr_opt(N) fitted through them gives every size of the sweep its learning rate."""
+    from gptcore.errors import UserError
+    from scaling.units import format_size
+    from sweeps.grid import load_grid
+
+    grid = load_grid(grid_name)
+    if not grid.tokens:
+        raise UserError(f"--grid {grid_name}: the demo needs a grid with token budgets (params x tokens)")
+    sizes, budget = sorted(grid.params), min(grid.tokens)
+    picked = [sizes[0], sizes[-2]] if len(sizes) > 2 else sizes
+    return ["--params", ",".join(map(format_size, picked)), "--tokens", format_size(budget), "--ctx",
+            str(grid.ctx), "--trials", str(TUNE_TRIALS), "--trial-tokens", format_size(budget // 2)]
 
 
 def final_size(sweep_dir: Path, param_convention: str) -> tuple[int, int]:
@@ -68,23 +84,25 @@ def handle(args) -> int:
     from gptcore.data import BUNDLED_CORPUS
     from scaling.law import load_law
 
-    out = args.out
-    data, tune, sweep, law, fit, launch = (str(out / n) for n in ("data", "tune", "sweep", "law.json", "fit",
-                                                                   "launch"))
+    out, grid = args.out, args.grid
+    tune, sweep, law, fit, launch = (str(out / n) for n in ("tune", "sweep", "law.json", "fit", "launch"))
     lr_law = str(out / "tune" / "lr_law.json")
+    tune_flags = tune_argv(grid)
     t0 = time.perf_counter()
-    step("prepare the bundled corpus (compact vocabulary)",
-         ["data", "prepare", *map(str, BUNDLED_CORPUS), "--out", data, "--no-progress"])
+    data = str(args.data) if args.data else str(out / "data")
+    if not args.data:
+        step("prepare the bundled corpus (compact vocabulary)",
+             ["data", "prepare", *map(str, BUNDLED_CORPUS), "--out", data, "--no-progress"])
     step("tune the learning rate on two sizes (Optuna, pruned), fit lr_opt(N)",
-         ["tune", *TUNE, "--data", data, "--out", tune])
-    step("sweep the tiny grid with the tuned learning rates",
-         ["sweep", "--grid", GRID, "--data", data, "--out", sweep, "--executor", "local", "--lr-law", lr_law])
+         ["tune", *tune_flags, "--data", data, "--out", tune])
+    step(f"sweep the {Path(grid).stem} grid with the tuned learning rates",
+         ["sweep", "--grid", grid, "--data", data, "--out", sweep, "--executor", "local", "--lr-law", lr_law])
     step("fit the Chinchilla law with bootstrap intervals",
          ["fit", sweep, "--bootstrap", str(BOOTSTRAP), "--out", law, "--plot", fit])
     n, d = final_size(Path(sweep), load_law(law).param_convention)
     step("plan a larger model on a GPU (the planner's view)", ["plan", "--law", law, "--params", str(n),
                                                                "--tokens", str(d), "--gpus", "1"])
-    launch_argv = ["launch", "--law", law, "--params", str(n), "--tokens", str(d), "--grid", GRID, "--data", data,
+    launch_argv = ["launch", "--law", law, "--params", str(n), "--tokens", str(d), "--grid", grid, "--data", data,
                    "--lr-law", lr_law, "--out", launch, "--yes"]
     if args.executor == "torchrun":
         launch_argv += ["--executor", "torchrun", "--gpus", "2"]
