@@ -1,12 +1,15 @@
-"""How well does a law fitted on a sweep predict a larger run? The issue's accuracy check, on real runs.
+"""How well does a law fitted on a sweep predict larger runs? The issue's accuracy check, on real runs.
 
-    python benchmarks/holdout_accuracy.py                    # runs `scaling sweep --grid small` first (~1 h on 2 cores)
+    python benchmarks/holdout_accuracy.py             # runs `scaling sweep --grid small` first (~40 min, 2 cores)
     python benchmarks/holdout_accuracy.py --sweep runs/sweep-small --bootstrap 400
+    python benchmarks/holdout_accuracy.py --sweep runs/sweep-small --repeats runs/seed1 runs/seed2
 
-Fits the Chinchilla law (Approach 3, with bootstrap) on every completed run but those of the largest compute
-budget, then predicts each held-out run's final validation loss: relative error (predicted - actual) / actual
-and whether the actual loss falls in the bootstrap interval. The goal is within 2% (the best public
-pre-registered predictions). The last line of stdout is one JSON object.
+Fits the Chinchilla law (Approach 3, with bootstrap) on every completed run but a held-out set, then predicts
+each held-out run's final validation loss: relative error (predicted - actual) / actual and whether the actual
+loss falls in the bootstrap interval. Three held-out sets, each an extrapolation: the largest compute budget
+(the issue's check), the largest token budget (every size), and the largest size (every budget). The goal is
+within 2% (the best public pre-registered predictions). --repeats names sweeps of held-out runs trained again
+with other seeds: their spread is the noise floor no law can beat. The last line of stdout is one JSON object.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ import numpy as np
 
 from scaling.cli import main as scaling
 from scaling.fit.api import fit_runs, law_file
-from scaling.fit.data import load_runs
+from scaling.fit.data import RunTable, load_runs
 from scaling.fit.estimators import budget_groups
 
 
-def holdout(sweep: Path, bootstrap: int, seed: int, param_convention: str) -> dict:
-    """Fit on all runs but the largest-compute budget; predict the held-out runs with intervals."""
-    table = load_runs(sweep, param_convention)
+def held_out_sets(table: RunTable) -> dict[str, np.ndarray]:
+    """Masks of the runs each check holds out."""
     labels = budget_groups(table.flops)
-    held = labels == labels[np.argmax(table.flops)]
+    return {"largest compute": labels == labels[np.argmax(table.flops)],
+            "largest tokens": table.tokens == table.tokens.max(),
+            "largest size": table.params == table.params.max()}
+
+
+def holdout(table: RunTable, held: np.ndarray, bootstrap: int, seed: int) -> dict:
+    """Fit on the runs not held; predict the held-out runs with intervals."""
     result = fit_runs(table.subset(~held), "chinchilla", bootstrap=bootstrap, seed=seed)
     law = law_file(result, table.subset(~held))
     rows = []
@@ -40,15 +48,30 @@ def holdout(sweep: Path, bootstrap: int, seed: int, param_convention: str) -> di
                      "relative_error": (point - actual) / actual,
                      "within_interval": None if interval is None else bool(interval[0] <= actual <= interval[1])})
     errors = np.array([abs(r["relative_error"]) for r in rows])
-    return {"sweep": str(sweep), "n_fit": int((~held).sum()), "n_held_out": len(rows),
-            "law": result.law.to_dict(), "warnings": result.warnings, "held_out": rows,
+    return {"n_fit": int((~held).sum()), "n_held_out": len(rows), "law": result.law.to_dict(),
+            "warnings": result.warnings, "held_out": rows,
             "mean_abs_relative_error": float(errors.mean()), "max_abs_relative_error": float(errors.max())}
+
+
+def seed_spread(table: RunTable, repeats: list[Path], param_convention: str) -> list[dict]:
+    """Each run found in a repeat sweep: its losses over seeds (this sweep's first), and their spread."""
+    out = []
+    for run_id, loss in zip(table.run_id, table.loss, strict=True):
+        losses = [float(loss)]
+        for sweep in repeats:
+            other = load_runs(sweep, param_convention)
+            losses += [float(v) for r, v in zip(other.run_id, other.loss, strict=True) if r == run_id]
+        if len(losses) > 1:
+            out.append({"run_id": str(run_id), "losses": losses,
+                        "relative_std": float(np.std(losses, ddof=1) / np.mean(losses))})
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", type=Path, help="a finished sweep directory (default: run the small grid)")
     ap.add_argument("--grid", default="small", help="grid to sweep when --sweep is not given (default small)")
+    ap.add_argument("--repeats", type=Path, nargs="*", default=[], help="sweeps of some runs again, other seeds")
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--param-convention", choices=("total", "non_embedding"), default="total")
@@ -58,14 +81,24 @@ def main() -> None:
         sweep = Path("runs") / f"sweep-{args.grid}"
         if scaling(["sweep", "--grid", args.grid, "--out", str(sweep), "--executor", "local"]):
             raise SystemExit("the sweep did not complete every run; re-run to resume it")
-    out = holdout(sweep, args.bootstrap, args.seed, args.param_convention)
-    print(f"fitted on {out['n_fit']} runs, held out {out['n_held_out']} of the largest compute budget")
-    for r in out["held_out"]:
-        lo_hi = r["predicted_interval"]
-        print(f"  {r['run_id']:<20} actual {r['actual_loss']:.4f}  predicted {r['predicted_loss']:.4f}"
-              + (f" [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
-              + f"  error {100 * r['relative_error']:+.2f}%")
-    print(f"mean |relative error| {100 * out['mean_abs_relative_error']:.2f}% (goal: within 2%)")
+    table = load_runs(sweep, args.param_convention)
+    out = {"sweep": str(sweep), "param_convention": args.param_convention, "checks": {}}
+    for name, held in held_out_sets(table).items():
+        check = out["checks"][name] = holdout(table, held, args.bootstrap, args.seed)
+        law = check["law"]
+        print(f"hold out the {name}: fitted on {check['n_fit']} runs (E {law['E']:.3g}, A {law['A']:.3g}, "
+              f"B {law['B']:.3g}, alpha {law['alpha']:.3f}, beta {law['beta']:.3f}), predicted {check['n_held_out']}")
+        for r in check["held_out"]:
+            lo_hi = r["predicted_interval"]
+            print(f"  {r['run_id']:<16} actual {r['actual_loss']:.4f}  predicted {r['predicted_loss']:.4f}"
+                  + (f" [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
+                  + f"  error {100 * r['relative_error']:+.2f}%" + ("" if r["within_interval"] else "  (outside)"))
+        print(f"  mean |relative error| {100 * check['mean_abs_relative_error']:.2f}% (goal: within 2%)")
+    if args.repeats:
+        out["seeds"] = seed_spread(table, args.repeats, args.param_convention)
+        for s in out["seeds"]:
+            print(f"seeds: {s['run_id']} losses {', '.join(f'{v:.4f}' for v in s['losses'])}: "
+                  f"relative std {100 * s['relative_std']:.2f}%")
     print(json.dumps(out))
 
 

@@ -31,7 +31,7 @@ def test_gpu_presets_span_their_sizes(name, lo, hi):
 
 
 def test_shape_lr_batch_and_warmup_follow_the_stated_rules():
-    for r in resolve(load_grid("small"), VOCAB, "data"):
+    for r in resolve(load_grid("medium"), VOCAB, "data"):
         cfg = GPTConfig(**r.model)
         assert r.non_embedding_params == count_non_embedding_params(cfg)
         assert r.flops == pytest.approx(r.tokens * flops_per_token_with_attention(cfg))
@@ -41,6 +41,16 @@ def test_shape_lr_batch_and_warmup_follow_the_stated_rules():
         assert steps >= hparams.MIN_STEPS or r.batch_size == 1
         assert r.batch_size & (r.batch_size - 1) == 0  # a power of two
         assert r.warmup * r.batch_size * cfg.ctx <= 0.1 * r.tokens + r.batch_size * cfg.ctx
+
+
+def test_small_grid_fixes_the_batch_so_tokens_are_steps():
+    """At <= 800K tokens the batch rule's step floor binds for every run; the small grid fixes the batch instead."""
+    runs = resolve(load_grid("small"), VOCAB, "data")
+    assert {r.batch_size for r in runs} == {8}
+    assert sorted({round(r.tokens / (8 * 128)) for r in runs}) == [98, 195, 391, 781]  # steps grow with tokens
+    # What the batch rule would give: tokens span 8x, yet steps only 2x; the batch would carry the rest.
+    rule_steps = [r.tokens / (hparams.batch_size_for(r.flops, r.tokens, 128) * 128) for r in runs]
+    assert max(rule_steps) <= 2 * min(rule_steps) and max(r.tokens for r in runs) == 8 * min(r.tokens for r in runs)
 
 
 def test_default_lr_falls_with_size_and_is_floored():
