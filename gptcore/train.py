@@ -27,7 +27,7 @@ from gptcore import checkpoint
 from gptcore.config import GPTConfig, count_non_embedding_params, count_params
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json, atomic_write_text
-from gptcore.model import GPT, estimate_mfu, flops_per_token, peak_flops_per_s
+from gptcore.model import GPT, cpu_matmul_peak, estimate_mfu, flops_per_token, peak_flops_per_s
 from gptcore.schedule import SCHEDULES, lr_at
 
 # Fields that do not change what is computed: they may differ between a run and its resume.
@@ -142,14 +142,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def resolve_dtype(name: str, device: torch.device) -> str:
     """auto: bf16 autocast on CUDA GPUs that support it; on a CPU only if its measured bf16 matmul peak
     beats fp32 by 1.2x (the cached measurement of gptcore.model.cpu_matmul_peak). On this project's
-    2-vCPU Zen 4 box bf16 measured 0.7x fp32 in training steps, so auto keeps fp32 there."""
+    2-vCPU Xeon, whose hypervisor hides AMX, bf16 measured 0.6-0.8x fp32, so auto keeps fp32 there."""
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":
-        from gptcore.model import cpu_matmul_peak
-
         return "bf16" if cpu_matmul_peak("bf16") > 1.2 * cpu_matmul_peak("fp32") else "fp32"
     return "fp32"
 
@@ -467,6 +465,8 @@ def train(cfg: TrainConfig, log=None) -> dict:
             metrics.close()
 
     tokens_per_s = thr.tokens_per_s()
+    if device.type == "cpu" and tokens_per_s:  # a peak measured under load can sit below what this run did
+        peak = cpu_matmul_peak(dtype, at_least=tokens_per_s / d.world * fpt)
     summary = {
         "status": status,
         "diverged_step": diverged_step,

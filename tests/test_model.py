@@ -128,3 +128,24 @@ def test_training_loss_equals_eval_loss_path():
     with torch.no_grad():
         plain = model(idx, idx).item()  # no grad: F.cross_entropy on the logits
     assert model(idx, idx).item() == pytest.approx(plain, abs=1e-5)  # grad: HeadCrossEntropy
+
+
+def test_a_peak_measured_under_load_is_measured_again_once_a_run_beats_it(tmp_path, monkeypatch):
+    """A cached peak below a rate a run achieved was taken on a loaded machine: never an MFU above 1."""
+    import json
+
+    from gptcore import model as model_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    measured = model_module.cpu_matmul_peak("fp32")  # measured and cached
+    path = tmp_path / "scaling" / "cpu_matmul_peak.json"
+    cache = json.loads(path.read_text())
+    (key,) = cache
+    cache[key] = {"fp32": 1.0, "bf16": 1.0}  # as if measured while other jobs held the cores
+    path.write_text(json.dumps(cache))
+    assert model_module.cpu_matmul_peak("fp32") == 1.0  # cached: no new measurement without evidence
+    achieved = measured / 100
+    again = model_module.cpu_matmul_peak("fp32", at_least=achieved)
+    assert again >= achieved and again > 1.0
+    assert json.loads(path.read_text())[key]["fp32"] == again
+    assert model_module.cpu_matmul_peak("fp32", at_least=1e30) == 1e30  # at least what a run achieved
