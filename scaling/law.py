@@ -46,8 +46,9 @@ class ChinchillaLaw:
 
     @property
     def G(self) -> float:
-        """Hoffmann et al. eq. (4): G = (alpha*A / (beta*B))^(1/(alpha+beta))."""
-        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        """Hoffmann et al. eq. (4): G = (alpha*A / (beta*B))^(1/(alpha+beta)); nan for a law with no frontier."""
+        with np.errstate(invalid="ignore"):  # one exponent below 0 (a fit to data that show none)
+            return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
 
     def compute_optimal(self, flops):
         """Hoffmann et al. eq. (4) with C = 6ND: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b."""
