@@ -166,3 +166,23 @@ def test_the_resolved_dtype_is_what_the_run_records_and_hashes(prepared_data, tm
     other = "bf16" if resolved == "fp32" else "fp32"
     with pytest.raises(UserError, match="different config"):
         train(cfg(other, 2), log=lambda msg: None)
+
+
+def test_no_step_reports_an_mfu_above_one_after_a_peak_measured_under_load(prepared_data, tmp_path, monkeypatch):
+    """A cached CPU peak far below what the run achieves is measured again at the first step that beats it."""
+    from gptcore import model as model_module
+    from gptcore.train import TrainConfig, train
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model_module.cpu_matmul_peak("fp32")
+    path = tmp_path / "cache" / "scaling" / "cpu_matmul_peak.json"
+    (key,) = json.loads(path.read_text())
+    path.write_text(json.dumps({key: {"fp32": 1.0, "bf16": 1.0}}))  # as if measured with the cores busy
+    summary = train(TrainConfig(
+        model=GPTConfig(vocab_size=_vocab(prepared_data), ctx=16, n_layer=1, n_head=1, d_model=16),
+        data=str(prepared_data), out=str(tmp_path / "run"), batch_size=2, max_steps=5, threads=None,
+        dtype="fp32", device="cpu", sample_tokens=0, eval_batches=1, progress=False), log=lambda msg: None)
+    assert list(json.loads(path.read_text())) == [key]  # the run's threads: the same cache entry
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < row["mfu"] <= 1 for row in rows) and 0 < summary["mfu"] <= 1
+    assert json.loads(path.read_text())[key]["fp32"] > 1.0

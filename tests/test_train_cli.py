@@ -94,5 +94,7 @@ def test_ddp_on_cpu_matches_one_process_with_accumulation(prepared_data, tmp_pat
     assert got["tokens"] == one["tokens"]
     assert got["final_train_loss"] == pytest.approx(one["final_train_loss"], abs=1e-5)
     assert got["final_val_loss"] == pytest.approx(one["final_val_loss"], abs=1e-5)
-    rows = [json.loads(x)["train_loss"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1] < rows[0]
+    rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    peak = got["tokens_per_s"] / 2 * got["flops_per_token"] / got["mfu"]  # MFU is per device
+    assert rows[-1]["mfu"] == pytest.approx(rows[-1]["tokens_per_s"] / 2 * got["flops_per_token"] / peak)
