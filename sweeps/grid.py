@@ -207,6 +207,21 @@ def make_grid(
     )
 
 
+def grid_to_dict(grid: Grid) -> dict:
+    """The grid as JSON-ready data, so a sweep directory records exactly what it ran (flags and files too)."""
+    return asdict(grid)
+
+
+def grid_from_dict(d: dict, where: str) -> Grid:
+    """The inverse of grid_to_dict, checked as a grid file is."""
+    try:
+        return make_grid(d["name"], params=list(d["params"]) or None, tokens=list(d["tokens"]) or None,
+                         compute=list(d["compute"]) or None, sizes=d["sizes"], ctx=d["ctx"], seed=d["seed"],
+                         train=d["train"], description=d["description"], where=where)
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{where}: not a recorded grid ({e})") from None
+
+
 # ----------------------------------------------------------------------------- grid -> runs
 
 

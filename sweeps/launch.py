@@ -75,7 +75,7 @@ def choose_size(law: LawFile, compute: float | None, params: float | None,
 
 
 def sweep_grid(law: LawFile, grid: str | None) -> grids.Grid:
-    """The grid whose settings the final run shares: --grid, else the preset the law's sweep ran."""
+    """The grid whose settings the final run shares: --grid, else the grid the law's sweep recorded."""
     if grid is not None:
         return grids.load_grid(grid)
     source = Path(law.rows.get("source", "")) if law.rows.get("source") else None
@@ -83,7 +83,10 @@ def sweep_grid(law: LawFile, grid: str | None) -> grids.Grid:
     if settings is None or not settings.is_file():
         raise UserError("--grid: the law file does not point at a sweep directory; name the sweep's grid "
                         "(e.g. --grid tiny) so the final run is trained as its runs were")
-    name = json.loads(settings.read_text()).get("grid")
+    recorded = json.loads(settings.read_text())
+    if isinstance(recorded.get("grid_spec"), dict):
+        return grids.grid_from_dict(recorded["grid_spec"], where=str(settings))
+    name = recorded.get("grid")  # a sweep directory written before grids were recorded whole
     if name not in grids.preset_names():
         raise UserError(f"--grid: the law's sweep ran grid {name!r}, not a preset; give its grid file with --grid")
     return grids.load_grid(name)

@@ -105,7 +105,8 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
         counts = store.register(specs, dry_run=opts.dry_run)
         statuses = {r["run_id"]: r["status"] for r in store.rows()}
     if not opts.dry_run:
-        settings = {"grid": grid.name, "data": str(data), "data_hash": specs[0].data_hash if specs else None}
+        settings = {"grid": grid.name, "grid_spec": grids.grid_to_dict(grid), "data": str(data),
+                    "data_hash": specs[0].data_hash if specs else None}
         atomic_write_json(out / SETTINGS_NAME, settings)
     todo = [s for s in specs if statuses.get(s.run_id) not in ("completed", "diverged")]
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,21 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
     sweep = (out / "sweep" / "sweep.csv").read_text()
     assert len(sweep.splitlines()) == 1 + 6 and sweep.count(",tuned,") == 4  # 2 sizes x 2 budgets
     assert (out / "law.json").is_file() and list((out / "fit").glob("*.png"))
+
+
+def test_a_law_finds_the_grid_its_sweep_ran_even_one_from_a_file(demo, tmp_path):
+    """Launch without --grid trains as the sweep's runs were: the sweep directory records its whole grid."""
+    from scaling.law import load_law
+    from sweeps.grid import load_grid
+    from sweeps.launch import sweep_grid
+
+    law = load_law(demo["law"])
+    assert sweep_grid(law, None) == load_grid(demo["grid"])
+    Path(demo["grid"]).rename(tmp_path / "moved.toml")  # the recorded grid, not the file, is what counts
+    try:
+        assert sweep_grid(law, None) == replace(load_grid(str(tmp_path / "moved.toml")), name="grid")
+    finally:
+        (tmp_path / "moved.toml").rename(demo["grid"])
 
 
 def test_loop_writes_report_with_finite_numbers(launched):
