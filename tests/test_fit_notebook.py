@@ -1,4 +1,4 @@
-"""The analysis notebook runs top to bottom on the bundled data (what CI executes)."""
+"""The analysis notebook runs top to bottom on the bundled data, from its own folder as Jupyter runs it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_fit_sweep_notebook_executes(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     nb = nbformat.read(ROOT / "analysis" / "fit_sweep.ipynb", as_version=4)
-    resources = {"metadata": {"path": str(ROOT)}}
+    resources = {"metadata": {"path": str(ROOT / "analysis")}}  # where Jupyter starts its kernel
     client = NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources)
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
