@@ -76,3 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`scaling plan | head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # a path the user gave is a file, a directory, read-only, full...: say which, in one line
+        where = f": {e.filename}" if e.filename else ""
+        print(f"scaling {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
