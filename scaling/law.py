@@ -165,6 +165,19 @@ def save_law(path: str | Path, law_file: LawFile) -> None:
     atomic_write_json(path, law_file.to_dict())
 
 
+def check_law_destination(path: str | Path) -> None:
+    """Refuse to write a law over a file that is not a law file (a runs CSV, a sweep's own files)."""
+    path = Path(path)
+    if not path.exists() or path.is_dir():
+        return  # a directory: the write fails with its own one-line error
+    try:
+        schema = json.loads(path.read_text()).get("schema")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        schema = None
+    if schema != LAW_SCHEMA:
+        raise UserError(f"{path} exists and is not a law file; not overwritten (give another path)")
+
+
 def load_law(path: str | Path) -> LawFile:
     """Read a law file, with a one-line UserError for a missing, foreign or malformed one."""
     path = Path(path)
@@ -182,13 +195,24 @@ def load_law(path: str | Path) -> LawFile:
         raise UserError(f"law file {path} lacks numeric params {', '.join(PARAM_NAMES)}") from None
     if params_problem(values):
         raise UserError(f"law file {path} has non-finite params, a negative E, or A, B, alpha, beta not positive")
+    ci_level = raw.get("ci_level", 0.95)
+    if isinstance(ci_level, bool) or not isinstance(ci_level, (int, float)) or not 0 < ci_level < 1:
+        raise UserError(f"law file {path}: ci_level must be a number in (0, 1), got {ci_level!r}")
+    try:
+        replicates = np.asarray(raw.get("bootstrap_params") or np.empty((0, 5)), dtype=float)
+    except (TypeError, ValueError):
+        replicates = None
+    if replicates is None or replicates.ndim != 2 or replicates.shape[1] != len(PARAM_NAMES):
+        raise UserError(f"law file {path}: bootstrap_params must be rows of {', '.join(PARAM_NAMES)}")
+    if not isinstance(raw.get("ci") or {}, dict):
+        raise UserError(f"law file {path}: ci must be an object of intervals")
     known = {"schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options",
              "rows", "bootstrap_params"}
     return LawFile(
         law=ChinchillaLaw(**values),
         ci=raw.get("ci") or {},
-        ci_level=float(raw.get("ci_level", 0.95)),
-        bootstrap_params=raw.get("bootstrap_params") or [],
+        ci_level=float(ci_level),
+        bootstrap_params=replicates.tolist(),
         param_convention=raw.get("param_convention", "total"),
         form=raw.get("form", "chinchilla"),
         fit_options=raw.get("fit_options") or {},

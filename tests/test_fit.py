@@ -365,6 +365,53 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, case):
     assert law_path.read_text() == "keep me"
 
 
+def test_fit_never_writes_its_law_over_a_file_that_is_not_a_law(tmp_path, capsys):
+    """`--out` naming the runs CSV itself (or a sweep's own files) is refused; an old law file is replaced."""
+    src = write_csv(tmp_path, isoflop_sweep())
+    before = src.read_bytes()
+    code, _, err = run_cli(capsys, "fit", str(src), "--out", str(src))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not a law file" in err
+    assert src.read_bytes() == before
+    law_path = tmp_path / "law.json"
+    assert run_cli(capsys, "fit", str(src), "--out", str(law_path))[0] == 0
+    assert run_cli(capsys, "fit", str(src), "--out", str(law_path), "--seed", "1")[0] == 0  # a re-fit
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seed", "-1", "--bootstrap", "2"], "--seed must be 0 or more"),
+    (["--at-flops", ","], "--at-flops: no budgets"),
+])
+def test_bad_fit_flags_are_one_line_errors(tmp_path, capsys, argv, message):
+    code, _, err = run_cli(capsys, "fit", str(write_csv(tmp_path, isoflop_sweep())), *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_a_csv_with_more_fields_than_its_header_is_refused(tmp_path, capsys):
+    df = isoflop_sweep()
+    src = tmp_path / "ragged.csv"
+    src.write_text("params,tokens,loss\n" + "".join(f"{r.params},{r.tokens},{r.loss},x\n" for r in df.itertuples()))
+    code, _, err = run_cli(capsys, "fit", str(src))
+    assert code == 2 and "more fields than the header" in err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("ci_level", "abc", "ci_level must be a number in (0, 1)"),
+    ("ci_level", 5, "ci_level must be a number in (0, 1)"),
+    ("bootstrap_params", [[1.0, 2.0]], "bootstrap_params must be rows of"),
+    ("bootstrap_params", [["a", "b", "c", "d", "e"]], "bootstrap_params must be rows of"),
+    ("ci", [1, 2], "ci must be an object"),
+])
+def test_a_law_file_with_malformed_intervals_is_a_one_line_error(tmp_path, capsys, field, value, message):
+    src = write_csv(tmp_path, isoflop_sweep())
+    law_path = tmp_path / "law.json"
+    assert run_cli(capsys, "fit", str(src), "--out", str(law_path), "--bootstrap", "3")[0] == 0
+    raw = json.loads(law_path.read_text())
+    raw[field] = value
+    law_path.write_text(json.dumps(raw))
+    code, _, err = run_cli(capsys, "predict", "--law", str(law_path), "--params", "124M", "--tokens", "2.5B")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
+
+
 def test_single_size_is_refused_by_isoflop_and_bad_predict_inputs(tmp_path, capsys):
     src = write_csv(tmp_path, isoflop_sweep().assign(params=1e8))
     code, _, err = run_cli(capsys, "fit", str(src), "--form", "isoflop")

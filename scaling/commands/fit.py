@@ -63,12 +63,16 @@ def handler(args: argparse.Namespace) -> int:
     from gptcore.errors import UserError
     from scaling.fit.api import backtest, fit_runs, law_file
     from scaling.fit.data import load_runs
-    from scaling.law import save_law
+    from scaling.law import check_law_destination, save_law
     from scaling.units import parse_sizes
 
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
-    at_flops = parse_sizes(args.at_flops, "--at-flops") if args.at_flops else None
+    if args.seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {args.seed}")
+    at_flops = parse_sizes(args.at_flops, "--at-flops") if args.at_flops is not None else None
+    if at_flops == []:
+        raise UserError(f"--at-flops: no budgets in {args.at_flops!r}; give sizes such as 1e21,1e22")
     table = load_runs(args.src, args.param_convention)
     options = {"irreducible": True} if args.irreducible else {}
     result = fit_runs(
@@ -82,6 +86,8 @@ def handler(args: argparse.Namespace) -> int:
         options=options,
     )
     law = law_file(result, table) if args.out else None  # refuse before writing anything
+    if args.out:
+        check_law_destination(args.out)
     folds = backtest(table, args.form, options) if args.backtest else None
     if args.plot:
         from analysis.plots import plot_all

@@ -98,6 +98,8 @@ def load_runs(src: str | Path, param_convention: str = "total") -> RunTable:
         df = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not a readable CSV ({e.__class__.__name__})") from None
+    if not isinstance(df.index, pd.RangeIndex):  # pandas made the surplus leading fields an index
+        raise UserError(f"{path}: rows have more fields than the header's {len(df.columns)} columns")
     return runs_from_frame(
         df, param_convention, source=str(path), source_sha256=hashlib.sha256(path.read_bytes()).hexdigest()
     )
