@@ -64,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if from_console and args.command in TRAINING_COMMANDS:
         _reexec_with_fast_malloc(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))  # "data prepare"
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"scaling {args.command}: error: {e}", file=sys.stderr)
+        print(f"scaling {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"scaling {args.command}: interrupted", file=sys.stderr)
+        print(f"scaling {command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`scaling plan | head`): stop quietly, as Unix tools do.
@@ -78,5 +79,5 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as e:  # a path the user gave is a file, a directory, read-only, full...: say which, in one line
         where = f": {e.filename}" if e.filename else ""
-        print(f"scaling {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        print(f"scaling {command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2

@@ -326,5 +326,5 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make_source, ext
     code = run_cli(["data", "prepare", str(src), "--out", str(tmp_path / "out"), "--no-progress", *extra])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.count("\n") == 1 and err.startswith("scaling data") and message in err, err
+    assert err.count("\n") == 1 and err.startswith("scaling data prepare: error: ") and message in err, err
     assert not (tmp_path / "out" / "meta.json").exists()

@@ -412,6 +412,14 @@ def test_a_law_file_with_malformed_intervals_is_a_one_line_error(tmp_path, capsy
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
 
 
+@pytest.mark.parametrize("name", ["chinchilla", "epoch"])
+def test_predict_reads_a_published_law_by_name(capsys, name):
+    from scaling.law import PUBLISHED
+
+    code, out, _ = run_cli(capsys, "predict", "--law", name, "--params", "70B", "--tokens", "1.4T", "--json")
+    assert code == 0 and json.loads(out)["loss"] == pytest.approx(PUBLISHED[name].loss(70e9, 1.4e12))
+
+
 def test_single_size_is_refused_by_isoflop_and_bad_predict_inputs(tmp_path, capsys):
     src = write_csv(tmp_path, isoflop_sweep().assign(params=1e8))
     code, _, err = run_cli(capsys, "fit", str(src), "--form", "isoflop")

@@ -14,7 +14,8 @@ def register(subparsers) -> None:
         "comes from "
         "the fit's bootstrap replicates when it has them.",
     )
-    p.add_argument("--law", required=True, metavar="PATH", help="law file from `scaling fit --out`")
+    p.add_argument("--law", required=True, metavar="PATH",
+                   help="law file from `scaling fit --out`, or a published law: chinchilla, epoch, kaplan")
     p.add_argument(
         "--params", required=True, metavar="N", help="model size, e.g. 124M (in the law's convention)"
     )
@@ -24,10 +25,10 @@ def register(subparsers) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from scaling.law import load_law
+    from scaling.planner import resolve_law
     from scaling.units import parse_size
 
-    law_file = load_law(args.law)
+    law_file, _ = resolve_law(args.law)
     n = parse_size(args.params, "--params")
     d = parse_size(args.tokens, "--tokens")
     loss, ci = law_file.predict_loss(n, d)
