@@ -11,7 +11,8 @@ Sources: `.txt` (one file = one document), `.txt.gz`, `.jsonl` and `.jsonl.gz` (
 field "text"); a directory stands for its files of those kinds, sorted by name. Empty documents are skipped.
 
 Split: documents get a permutation seeded by `seed`; the first max(1, round(n_docs * val_fraction)) go to
-val, the rest to train, both in permuted order.
+val, the rest to train, both in permuted order. A single document (one .txt file, such as tiny-shakespeare)
+is split by position instead, as nanoGPT does: its last round(n_tokens * val_fraction) tokens are val.
 
 Vocabulary: "gpt2" keeps the 50,257 gpt2 ids. "gpt2-compact" remaps to the dense ids of a CompactVocab
 built from the train split, by its one rule (gptcore/tokenizer.py): dense 0 is <|endoftext|>, dense 1 is
@@ -252,6 +253,11 @@ def split_documents(docs: list[np.ndarray], val_fraction: float, seed: int):
     """(train, val) lists of documents: a seeded permutation, the first max(1, round(n*f)) to val."""
     if not docs:
         raise UserError("the sources hold no non-empty document")
+    if len(docs) == 1:  # one text: its tail is val (see the module docstring)
+        n_val = max(1, round(len(docs[0]) * val_fraction))
+        if n_val >= len(docs[0]):
+            raise UserError(f"one document of {len(docs[0])} token(s) is too short to split")
+        return [docs[0][:-n_val]], [docs[0][-n_val:]]
     order = np.random.default_rng(seed).permutation(len(docs))
     n_val = max(1, round(len(docs) * val_fraction))
     if n_val >= len(docs):

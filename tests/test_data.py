@@ -111,6 +111,17 @@ def test_split_is_by_document_and_fixed_by_seed(tmp_path, books):
     assert any(val_books(seed, f"s{seed}") != first for seed in (1, 2, 3))
 
 
+def test_one_text_file_is_split_by_position(tmp_path, books):
+    """A single document (tiny-shakespeare's one input.txt): the last val_fraction of its tokens is val."""
+    src = tmp_path / "input.txt"
+    src.write_text(books[0], encoding="utf-8")
+    prepare([src], tmp_path / "out", tokenizer="gpt2", val_fraction=0.1, progress=False)
+    ds = open_dataset(tmp_path / "out")
+    ids = gpt2().encode_ordinary(books[0])
+    n_val = round(len(ids) * 0.1)
+    assert ds.train[:-1].tolist() == ids[:-n_val] and ds.val[:-1].tolist() == ids[-n_val:]
+
+
 def test_reads_every_file_kind_and_directories_sorted(tmp_path, books):
     src = tmp_path / "src"
     src.mkdir()
@@ -313,7 +324,7 @@ def write_two_docs(d: Path) -> Path:
         (write_bad_gzip, [], "bad.jsonl.gz: unreadable gzip file"),
         (write_cut_off_gzip, [], "cut.jsonl.gz: unreadable gzip file"),
         (write_latin1, [], "latin1.txt: not UTF-8 text"),
-        (lambda d: write_jsonl(d / "one.jsonl", ["only one book"]), [], "leave none for training"),
+        (lambda d: write_jsonl(d / "one.jsonl", ["Hi"]), [], "too short to split"),
         (write_two_docs, ["--val-fraction", "0"], "val fraction must be"),
         (write_two_docs, ["--val-fraction", "1.5"], "val fraction must be"),
         (write_two_docs, ["--tokenizer", "bert"], "invalid choice: 'bert'"),
