@@ -161,14 +161,12 @@ FLOP_CONVENTIONS = {
 
 # ----------------------------------------------------------------------------- shape for a target size
 
-def _shape_family(vocab_size: int, ctx: int, max_d_model: int, **overrides):
-    """Every shape the sizing rule allows, up to max_d_model wide."""
-    d = 32
-    while d <= max_d_model:
-        head_dim = 32 if d < 256 else 64
-        yield GPTConfig(vocab_size=vocab_size, ctx=ctx, n_layer=max(1, int(d / 64 + 0.5)),
-                        n_head=d // head_dim, d_model=d, **overrides)
-        d += 32 if d < 256 else 64
+def _family_shape(i: int, vocab_size: int, ctx: int, **overrides) -> GPTConfig:
+    """The i-th shape the sizing rule allows (i >= 0): d_model 32, 64, ..., 224, then 256, 320, 384, ..."""
+    d = 32 * (i + 1) if i < 7 else 256 + 64 * (i - 7)
+    head_dim = 32 if d < 256 else 64
+    return GPTConfig(vocab_size=vocab_size, ctx=ctx, n_layer=max(1, int(d / 64 + 0.5)), n_head=d // head_dim,
+                     d_model=d, **overrides)
 
 
 def shape_for_params(
@@ -188,12 +186,24 @@ def shape_for_params(
     multiple of 32 below 256 (head size 32) and of 64 from 256 on (head size 64, GPT-2's), so small CPU
     sweeps still get distinct sizes. Non-embedding size is about 12 * n_layer * d_model^2.
     """
-    if not target_params > 0:
-        raise UserError(f"target parameter count must be positive, got {target_params}")
+    if not (target_params > 0 and math.isfinite(target_params)):
+        raise UserError(f"target parameter count must be a positive number, got {target_params}")
     counters = {"non_embedding": count_non_embedding_params, "total": count_params}
     if convention not in counters:
         raise UserError(f"unknown parameter convention {convention!r}; use one of {', '.join(counters)}")
     count = counters[convention]
-    d_guess = (target_params * 64 / 12) ** (1 / 3)
-    candidates = _shape_family(vocab_size, ctx, max(64, int(2 * d_guess) + 64), **overrides)
+
+    def shape(i: int) -> GPTConfig:
+        return _family_shape(i, vocab_size, ctx, **overrides)
+
+    # The count grows with i: bisect for the first shape at or above the target, then take the nearer of it
+    # and the one below (the smaller on a tie), in O(log N) counts.
+    hi = 1
+    while count(shape(hi)) < target_params:
+        hi *= 2
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if count(shape(mid)) < target_params else (lo, mid)
+    candidates = [shape(i) for i in (lo - 1, lo) if i >= 0]
     return min(candidates, key=lambda c: abs(math.log(count(c) / target_params)))

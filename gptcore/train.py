@@ -69,17 +69,26 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if (self.tokens is None) == (self.max_steps is None):
             raise UserError("give exactly one budget: tokens or max_steps")
-        if self.tokens is not None and self.tokens <= 0:
-            raise UserError(f"tokens must be positive, got {self.tokens}")
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise UserError(f"max_steps must be positive, got {self.max_steps}")
-        for name in ("batch_size", "grad_accum", "eval_every", "eval_batches"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.warmup < 0 or self.sample_tokens < 0 or (self.checkpoint_every or 1) <= 0:
-            raise UserError("warmup, sample_tokens and checkpoint_every must not be negative")
-        if not self.lr > 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
+        for name in ("tokens", "max_steps", "batch_size", "grad_accum", "eval_every", "eval_batches",
+                     "checkpoint_every", "threads"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserError(f"{name} must be positive, got {value}")
+        for name in ("warmup", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+        ranges = {  # written so that NaN fails every one
+            "lr": (0 < self.lr < math.inf, "a finite number > 0"),
+            "min_lr_ratio": (0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            "wsd_decay_fraction": (0 <= self.wsd_decay_fraction <= 1, "in [0, 1]"),
+            "weight_decay": (0 <= self.weight_decay < math.inf, "a finite number >= 0"),
+            "grad_clip": (0 <= self.grad_clip < math.inf, "a finite number >= 0 (0: no clipping)"),
+            "beta1": (0 <= self.beta1 < 1, "in [0, 1)"),
+            "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
+        }
+        for name, (ok, allowed) in ranges.items():
+            if not ok:
+                raise UserError(f"{name} must be {allowed}, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.dtype not in ("auto", "fp32", "bf16"):
@@ -201,6 +210,15 @@ def get_batch(tokens: np.ndarray, starts: np.ndarray, ctx: int, device: torch.de
 # ----------------------------------------------------------------------------- the run directory
 
 
+def _read_json_object(path: Path, key: str) -> dict | None:
+    """The JSON object in `path` if it has `key`; None if the file is torn, empty, foreign or a directory."""
+    try:
+        obj = json.loads(path.read_text())
+    except (IsADirectoryError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) and key in obj else None
+
+
 class RunDir:
     """The files of one run: config.json, ckpt.pt, metrics.jsonl, summary.json."""
 
@@ -214,11 +232,14 @@ class RunDir:
     def claim(self, cfg: TrainConfig) -> None:
         """Record this run's config, or check that it is the one already recorded here."""
         h = cfg.config_hash()
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path} is a file, not a run directory; choose another --out")
         if self.config.exists():
-            try:
-                old = json.loads(self.config.read_text())["config_hash"]
-            except (ValueError, KeyError):
-                raise UserError(f"{self.config} is unreadable; is --out a scaling run directory?") from None
+            recorded = _read_json_object(self.config, "config_hash")
+            if recorded is None:
+                raise UserError(
+                    f"{self.config} is not a config this trainer wrote; is --out a scaling run directory?")
+            old = recorded["config_hash"]
             if old != h:
                 raise UserError(
                     f"{self.path} holds a run with a different config (hash {old}, this one {h}); "
@@ -348,7 +369,10 @@ def train(cfg: TrainConfig, log=None) -> dict:
     if refusal:
         raise UserError(refusal)
     if run.summary.exists():
-        summary = json.loads(run.summary.read_text())
+        summary = _read_json_object(run.summary, "status")
+        if summary is None:
+            raise UserError(f"{run.summary} is unreadable (torn or foreign); delete it and re-run: the run "
+                            "resumes from its last checkpoint and writes it again")
         say(f"{run.path}: already finished ({summary['status']}); nothing to do")
         return summary
 

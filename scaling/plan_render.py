@@ -85,16 +85,19 @@ def render_plan(p: dict) -> str:
     ])
     m = p["memory_gb_per_gpu"]
     shape_how = "derived from N by the trainer's rule" if shape["derived_from_params"] else "as given"
-    lines += [
+    lines.append(
         f"Memory per GPU, GB ({p['precision']}, AdamW, micro-batch {p['micro_batch']} x ctx {shape['ctx']}; "
         f"shape L={shape['n_layer']} d={shape['d_model']} H={shape['n_head']}, "
-        f"{format_size(shape['params_total'])} weights, {shape_how})",
-        f"  {'':<14}{'weights':>10}{'grads':>10}{'optimizer':>11}{'activations':>13}{'total':>10}",
-    ]
-    for key, label in (("", "no sharding"), ("zero1", "ZeRO-1"), ("zero2", "ZeRO-2"), ("zero3", "ZeRO-3")):
-        r = m[key] if key else m
-        lines.append(f"  {label:<14}{r['weights']:>10.2f}{r['gradients']:>10.2f}{r['optimizer']:>11.2f}"
-                     f"{r['activations']:>13.2f}{r['total']:>10.2f}")
+        f"{format_size(shape['params_total'])} weights, {shape_how})")
+    rows = [("no sharding", m), *((f"ZeRO-{s}", m[f"zero{s}"]) for s in (1, 2, 3))]
+    columns = (("weights", "weights", 10), ("grads", "gradients", 10), ("optimizer", "optimizer", 11),
+               ("activations", "activations", 13), ("total", "total", 10))
+    cells = [[f"{r[key]:.2f}" for _, key, _ in columns] for _, r in rows]
+    # The usual widths, wider where a value needs it, so that columns never run together.
+    widths = [max(width, 2 + max(len(row[i]) for row in cells)) for i, (_, _, width) in enumerate(columns)]
+    lines.append(f"  {'':<14}" + "".join(f"{head:>{w}}" for (head, _, _), w in zip(columns, widths, strict=True)))
+    for (label, _), row in zip(rows, cells, strict=True):
+        lines.append(f"  {label:<14}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)))
     device_mem = f"{m['device_memory_gb']:g} GB" if m["device_memory_gb"] is not None else "unknown"
     lines += [
         f"  ZeRO shards over the {p['gpus']} GPUs (Rajbhandari et al. 2020); activations by Korthikanti et "

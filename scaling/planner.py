@@ -21,6 +21,7 @@ from scaling.memory import ZERO_STAGES, min_gpus, training_memory
 
 DEFAULT_GPU = "H100-SXM"
 DEFAULT_GPUS = 8  # one node
+MAX_PARAMS = 1e15  # ~500x the largest published models (~2T): beyond it a plan and the sizing rule mean nothing
 LAW_SOURCES = {
     "chinchilla": "Hoffmann et al. 2022 eq. (10) as printed; frontier eq. (4)",
     "epoch": "Besiroglu et al. 2024 (Epoch AI replication of Chinchilla Approach 3); frontier eq. (4)",
@@ -94,6 +95,9 @@ def _check(req: PlanRequest) -> None:
             raise UserError(f"{flag}: must be a number >= 0; got {value}")
     if req.pue is not None and not (req.pue >= 1 and math.isfinite(req.pue)):
         raise UserError(f"--pue: must be a number >= 1 (total facility power / IT power); got {req.pue}")
+    for flag, name in {"--gpu": req.gpu, "--region": req.region, "--law": req.law}.items():
+        if name is not None and not name.strip():
+            raise UserError(f"{flag}: must not be empty")
     if req.carbon_intensity is not None and req.region is not None:
         raise UserError("--region: give --region or --carbon-intensity, not both")
 
@@ -157,6 +161,11 @@ def plan(req: PlanRequest) -> dict:
         params = req.params
         mode = "params+tokens" if req.tokens is not None else "params"
         tokens = req.tokens if req.tokens is not None else float(law.optimal_tokens(params))
+    if not (1 <= params <= MAX_PARAMS and tokens >= 1):
+        flag = "--compute" if req.compute is not None else "--tokens" if req.tokens is not None and tokens < 1 \
+            else "--params"
+        raise UserError(f"{flag}: a run of {params:.3g} parameters on {tokens:.3g} tokens is outside what the "
+                        f"planner takes: 1 to {MAX_PARAMS:.0e} parameters, at least 1 token")
     flops = estimates.training_flops(params, tokens)
 
     device = _device(req)

@@ -1,7 +1,9 @@
 """The model: exact parameter counts against the config's formulas, FLOPs, causality, sampling, MFU."""
 
 import math
+import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +13,9 @@ from gptcore.config import (
     count_non_embedding_params,
     count_params,
     flops_per_token_with_attention,
+    shape_for_params,
 )
+from gptcore.errors import UserError
 from gptcore.model import GPT, estimate_mfu, flops_per_token, measure_matmul_peaks, peak_flops_per_s
 
 
@@ -38,6 +42,34 @@ def test_issue_figures():
     palm = GPTConfig.from_name("gpt2-124m", bias=False, tie_weights=True)
     assert flops_per_token_with_attention(palm) * 1024 == 875_062_886_400
     assert flops_per_token(palm) == flops_per_token_with_attention(palm)
+
+
+def _shape_by_stepping(target: float, convention: str, **fields) -> GPTConfig:
+    """shape_for_params as first written: every width of the rule up to about twice the guess, tried in turn."""
+    count = {"non_embedding": count_non_embedding_params, "total": count_params}[convention]
+    max_d = max(64, int(2 * (target * 64 / 12) ** (1 / 3)) + 64)
+    widths = [d for d in [*range(32, 256, 32), *range(256, max_d + 1, 64)] if d <= max_d]
+    shapes = [GPTConfig(n_layer=max(1, int(d / 64 + 0.5)), n_head=d // (32 if d < 256 else 64), d_model=d,
+                        **fields) for d in widths]
+    return min(shapes, key=lambda c: abs(math.log(count(c) / target)))
+
+
+@pytest.mark.parametrize("convention", ["non_embedding", "total"])
+@pytest.mark.parametrize("fields", [{}, {"vocab_size": 8192, "ctx": 256, "bias": False, "tie_weights": True}])
+def test_shape_for_params_keeps_the_stepping_rules_shapes(convention, fields):
+    for target in np.logspace(3, 12, 200):
+        assert shape_for_params(target, convention=convention, **fields) == \
+            _shape_by_stepping(target, convention, **fields), target
+
+
+def test_shape_for_params_is_fast_at_any_size():
+    start = time.perf_counter()
+    shape = shape_for_params(1e21)  # trying every width took about 3 s here; 1e30 never finished
+    assert time.perf_counter() - start < 0.5
+    assert count_non_embedding_params(shape) == pytest.approx(1e21, rel=0.05)
+    assert count_non_embedding_params(shape_for_params(1e30)) == pytest.approx(1e30, rel=1e-6)
+    with pytest.raises(UserError, match="must be a positive number, got inf"):
+        shape_for_params(math.inf)
 
 
 def _tiny(**kw) -> GPTConfig:

@@ -121,6 +121,15 @@ BAD = [
     (["--params", "1B", "--pue", "0.5"], "--pue: must be a number >= 1"),
     (["--params", "1B", "--gpu", "V100"], "--precision: V100 has no bf16 peak in the hardware table"),
     (["--params", "1B", "--region", "atlantis"], "--region: unknown region 'atlantis'; choose one of: world"),
+    (["--params", "0.5"], "--params: a run of 0.5 parameters on 0.224 tokens is outside what the planner takes"),
+    (["--params", "1B", "--tokens", "0.5"], "--tokens: a run of 1e+09 parameters on 0.5 tokens is outside"),
+    (["--compute", "1"], "--compute: a run of 0.599 parameters on 0.278 tokens is outside"),
+    (["--params", "1e30"], "--params: a run of 1e+30 parameters on 1.39e+36 tokens is outside what the planner "
+                           "takes: 1 to 1e+15 parameters, at least 1 token"),
+    (["--compute", "1e40"], "--compute: a run of 6.95e+17 parameters"),
+    (["--params", "1B", "--gpu", ""], "--gpu: must not be empty"),
+    (["--params", "1B", "--region", ""], "--region: must not be empty"),
+    (["--params", "1B", "--law", ""], "--law: must not be empty"),
 ]
 
 
@@ -135,6 +144,19 @@ def test_bad_input_is_one_line_naming_the_flag(argv, message, tmp_path, capsys):
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("scaling plan: error: ") and message in lines[0]
+
+
+def test_memory_columns_stay_apart_for_the_largest_model(capsys):
+    mem = run_json(capsys, "--params", "1e15")["memory_gb_per_gpu"]
+    assert main(["plan", "--params", "1e15"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.lstrip().startswith("weights"))
+    table = lines[head + 1 : head + 5]
+    assert len({len(line) for line in lines[head : head + 5]}) == 1  # every row as wide as the header
+    for line, r in zip(table, (mem, mem["zero1"], mem["zero2"], mem["zero3"]), strict=True):
+        keys = ("weights", "gradients", "optimizer", "activations", "total")
+        assert [float(x) for x in line[16:].split()] == pytest.approx([r[k] for k in keys], abs=0.01)
+    assert mem["total"] > 1e7  # 8 digits before the point: wider than the usual columns
 
 
 def _cli(*argv):

@@ -147,6 +147,26 @@ def test_train_config_rejects_bad_budgets():
         TrainConfig(model=m, data="d", out="o")
 
 
+@pytest.mark.parametrize("field, value, match", [
+    ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
+    ("min_lr_ratio", 1.5, r"min_lr_ratio must be in \[0, 1\], got 1.5"),
+    ("wsd_decay_fraction", -0.1, r"wsd_decay_fraction must be in \[0, 1\], got -0.1"),
+    ("grad_clip", float("inf"), "grad_clip must be a finite number >= 0"),
+    ("beta1", 1.0, r"beta1 must be in \[0, 1\), got 1.0"),
+    ("beta2", -0.5, r"beta2 must be in \[0, 1\), got -0.5"),
+    ("threads", 0, "threads must be positive, got 0"),
+    ("checkpoint_every", -3, "checkpoint_every must be positive, got -3"),
+    ("sample_tokens", -1, "sample_tokens must not be negative, got -1"),
+])
+def test_train_config_names_the_field_out_of_range(field, value, match):
+    """Sweeps build TrainConfig from grid files, so each error names the field as the config spells it."""
+    from gptcore.train import TrainConfig
+
+    m = GPTConfig(vocab_size=10, ctx=8, n_layer=1, n_head=1, d_model=8)
+    with pytest.raises(UserError, match=match):
+        TrainConfig(model=m, data="d", out="o", max_steps=1, **{field: value})
+
+
 def test_the_resolved_dtype_is_what_the_run_records_and_hashes(prepared_data, tmp_path):
     """dtype "auto" is stored as what it resolved to, so the same run is never resumed in another dtype."""
     from gptcore.train import TrainConfig, resolve_dtype, train

@@ -47,6 +47,20 @@ def test_negative_tokens(capsys, tmp_path):
     _one_line_error(capsys, ["train", "--out", str(tmp_path / "o"), "--tokens", "-5"], "positive")
 
 
+@pytest.mark.parametrize("flags, match", [
+    (["--threads", "-1"], "threads must be positive, got -1"),
+    (["--lr", "inf"], "lr must be a finite number > 0, got inf"),
+    (["--min-lr-ratio", "-1"], "min_lr_ratio must be in [0, 1], got -1"),
+    (["--weight-decay", "-1"], "weight_decay must be a finite number >= 0, got -1"),
+    (["--grad-clip", "-1"], "grad_clip must be a finite number >= 0 (0: no clipping), got -1"),
+    (["--checkpoint-every", "0"], "checkpoint_every must be positive, got 0"),
+])
+def test_out_of_range_training_flags(capsys, prepared_data, tmp_path, flags, match):
+    _one_line_error(capsys, ["train", "--data", str(prepared_data), "--out", str(tmp_path / "o"), *TINY, *flags],
+                    match)
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def finished_run(prepared_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "run"
@@ -62,6 +76,44 @@ def test_generate_continues_the_prompt(finished_run, capsys):
     assert first.startswith("It was a dark") and len(first) > len("It was a dark\n")
     assert main(argv) == 0
     assert capsys.readouterr().out == first  # seeded: the same sample again
+
+
+@pytest.mark.parametrize("temperature", ["nan", "inf", "-1"])
+def test_generate_refuses_a_temperature_that_is_not_a_finite_number_from_0(finished_run, capsys, temperature):
+    _one_line_error(capsys, ["generate", "--checkpoint", str(finished_run), "--temperature", temperature],
+                    f"--temperature must be a finite number >= 0, got {float(temperature)}")
+
+
+def _copy_run(finished_run: Path, run: Path) -> None:
+    run.mkdir()
+    for name in ("config.json", "ckpt.pt", "metrics.jsonl", "summary.json"):
+        (run / name).write_bytes((finished_run / name).read_bytes())
+
+
+RUN_DIRS = {  # what is at --out, and the error it must give
+    "a file": (lambda finished, run: run.write_text("notes\n"), "is a file, not a run directory"),
+    "config.json of another shape": (lambda finished, run: (run.mkdir(), (run / "config.json").write_text("[1]")),
+                                     "config.json is not a config this trainer wrote"),
+    "config.json a directory": (lambda finished, run: (run / "config.json").mkdir(parents=True),
+                                "config.json is not a config this trainer wrote"),
+    "a finished run, summary.json torn": (
+        lambda finished, run: (_copy_run(finished, run), (run / "summary.json").write_text('{"status": "comp')),
+        "summary.json is unreadable (torn or foreign); delete it and re-run"),
+    "a finished run, summary.json empty": (
+        lambda finished, run: (_copy_run(finished, run), (run / "summary.json").write_text("")),
+        "summary.json is unreadable (torn or foreign); delete it and re-run"),
+}
+
+
+@pytest.mark.parametrize("case", RUN_DIRS)
+def test_out_that_is_not_a_usable_run_directory(finished_run, capsys, tmp_path, case):
+    make, match = RUN_DIRS[case]
+    run = tmp_path / "run"
+    make(finished_run, run)
+    before = {p: p.read_bytes() for p in [run, *run.rglob("*")] if p.is_file()}
+    data = json.loads((finished_run / "config.json").read_text())["train"]["data"]
+    _one_line_error(capsys, ["train", "--data", data, "--out", str(run), *TINY, "--max-steps", "4"], match)
+    assert {p: p.read_bytes() for p in [run, *run.rglob("*")] if p.is_file()} == before  # nothing touched
 
 
 def test_corrupted_checkpoint(finished_run, capsys, tmp_path):

@@ -21,6 +21,8 @@ def register(subparsers) -> None:
 
 
 def handle(args) -> int:
+    import math
+
     import numpy as np
     import torch
 
@@ -31,8 +33,11 @@ def handle(args) -> int:
     from gptcore.tokenizer import CompactVocab, Tokenizer
     from gptcore.train import resolve_device
 
-    if args.max_new_tokens < 0 or args.temperature < 0 or args.top_k < 0 or args.num_samples <= 0:
-        raise UserError("--max-new-tokens, --temperature and --top-k must not be negative, --num-samples > 0")
+    bounds = {"--max-new-tokens": (args.max_new_tokens, 0), "--temperature": (args.temperature, 0),
+              "--top-k": (args.top_k, 0), "--num-samples": (args.num_samples, 1)}
+    for flag, (value, low) in bounds.items():
+        if not low <= value < math.inf:  # NaN fails too; an infinite temperature would drop --top-k
+            raise UserError(f"{flag} must be a finite number >= {low}, got {value}")
     ckpt = checkpoint.load(args.checkpoint)
     device = resolve_device(args.device)
     vocab = ckpt["vocab"]
