@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from gptcore.config import (
     shape_for_params,
 )
 from gptcore.errors import UserError
+from gptcore.schedule import SCHEDULES
 from scaling.units import format_size, parse_size
 from sweeps import hparams
 
@@ -31,24 +33,38 @@ else:  # pragma: no cover
 
 PRESET_DIR = Path(__file__).with_name("grids")
 GRID_KEYS = {"description", "params", "tokens", "compute", "sizes", "ctx", "seed", "train"}
-# Trainer settings a grid may fix for every run (the rest come from the rules in sweeps.hparams).
-TRAIN_KEYS = {
-    "lr",
-    "batch_size",
-    "warmup",
-    "eval_every",
-    "eval_batches",
-    "checkpoint_every",
-    "dtype",
-    "device",
-    "compile",
-    "weight_decay",
-    "beta1",
-    "beta2",
-    "grad_clip",
-    "schedule",
-    "min_lr_ratio",
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # TOML's true is not a count
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_POSITIVE_INT = (lambda v: _is_int(v) and v > 0, "a positive integer")
+# Trainer settings a grid may fix for every run (the rest come from the rules in sweeps.hparams), each with
+# its check and what it allows: a bad value is refused when the grid is read, not when every run fails.
+# The comparisons are written so that NaN fails every one.
+TRAIN_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "lr": (lambda v: _is_number(v) and 0 < v < math.inf, "a finite number > 0"),
+    "batch_size": _POSITIVE_INT,
+    "warmup": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "eval_every": _POSITIVE_INT,
+    "eval_batches": _POSITIVE_INT,
+    "checkpoint_every": _POSITIVE_INT,
+    "dtype": (lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
+    "device": (lambda v: isinstance(v, str) and v != "", "a device name such as cpu or cuda"),
+    "compile": (lambda v: isinstance(v, bool), "true or false"),
+    "weight_decay": (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number >= 0"),
+    "beta1": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "beta2": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "grad_clip": (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number >= 0 (0: no clipping)"),
+    "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+    "min_lr_ratio": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
 }
+TRAIN_KEYS = set(TRAIN_RULES)
 ISOFLOP_SPAN = 16.0  # an isoFLOP grid spans sizes from centre/4 to centre*4
 TOKENS_PER_PARAM = 20.0  # Hoffmann et al. 2022: compute-optimal D is about 20 N; the isoFLOP grids centre there
 
@@ -112,7 +128,11 @@ def load_grid(name_or_path: str) -> Grid:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise UserError(f"grid file {path} does not exist")
-        return grid_from_toml(path.read_text(), name=path.stem, where=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not a TOML grid file (not UTF-8 text)") from None
+        return grid_from_toml(text, name=path.stem, where=str(path))
     if name_or_path not in preset_names():
         raise UserError(
             f"unknown grid {name_or_path!r}; choose a preset ({', '.join(preset_names())}) or give a .toml file"
@@ -132,14 +152,6 @@ def grid_from_toml(text: str, name: str, where: str) -> Grid:
         raise UserError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(GRID_KEYS))}"
         )
-    train = raw.get("train", {})
-    if not isinstance(train, dict):
-        raise UserError(f"{where}: [train] must be a table")
-    bad = set(train) - TRAIN_KEYS
-    if bad:
-        raise UserError(
-            f"{where}: unknown [train] key(s) {', '.join(sorted(bad))}; allowed: {', '.join(sorted(TRAIN_KEYS))}"
-        )
     return make_grid(
         name,
         params=raw.get("params"),
@@ -148,7 +160,7 @@ def grid_from_toml(text: str, name: str, where: str) -> Grid:
         sizes=raw.get("sizes", 5),
         ctx=raw.get("ctx", 256),
         seed=raw.get("seed", 0),
-        train=train,
+        train=raw.get("train", {}),
         description=str(raw.get("description", "")),
         where=where,
     )
@@ -159,9 +171,25 @@ def _size_list(value, what: str, where: str) -> tuple[float, ...]:
         return ()
     if isinstance(value, (str, int, float)):
         value = str(value).split(",")
-    if not isinstance(value, list) or not value:
-        raise UserError(f'{where}: {what} must be a non-empty list such as ["1M", "2M"]')
+    if not isinstance(value, list) or not value or any(isinstance(v, bool) for v in value):
+        raise UserError(f'{where}: {what} must be a non-empty list of sizes such as ["1M", "2M"]')
     return tuple(parse_size(v, f"{where}: {what}") for v in value)
+
+
+def _check_train(train: object, where: str) -> dict:
+    """The [train] table, every key known and every value of the type and in the range the trainer takes."""
+    if not isinstance(train, dict):
+        raise UserError(f"{where}: [train] must be a table")
+    unknown = set(train) - TRAIN_KEYS
+    if unknown:
+        raise UserError(
+            f"{where}: unknown [train] key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TRAIN_KEYS))}"
+        )
+    for key, value in train.items():
+        ok, allowed = TRAIN_RULES[key]
+        if not ok(value):
+            raise UserError(f"{where}: [train] {key} must be {allowed}, got {value!r}")
+    return dict(train)
 
 
 def _positive_int(value, what: str, where: str) -> int:
@@ -202,7 +230,7 @@ def make_grid(
         sizes=_positive_int(sizes, "sizes", where),
         ctx=_positive_int(ctx, "ctx", where),
         seed=seed,
-        train=dict(train or {}),
+        train=_check_train({} if train is None else train, where),
         description=description,
     )
 

@@ -24,6 +24,7 @@ from gptcore.config import GPTConfig, count_non_embedding_params, count_params, 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
 from scaling.law import LawFile, file_sha256, load_law
+from scaling.planner import MAX_PARAMS
 from scaling.units import format_size
 from sweeps import grid as grids
 from sweeps.hparams import LRLaw
@@ -33,6 +34,7 @@ PREDICTION_NAME = "prediction.json"
 PREDICTION_SCHEMA = "scaling-prediction/1"
 EXECUTORS = ("local", "slurm", "torchrun")
 DEFAULT_CONFIRM_ABOVE_USD = 100.0
+DEFAULT_CONFIRM_ABOVE_HOURS = 24.0  # a day of wall clock: asked for even when the price is unknown (a CPU)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class LaunchRequest:
     gpu: str | None = None  # the planner's device (default: what this machine trains on)
     price_per_gpu_hour: float | None = None
     confirm_above_usd: float = DEFAULT_CONFIRM_ABOVE_USD
+    confirm_above_hours: float = DEFAULT_CONFIRM_ABOVE_HOURS
     yes: bool = False
     partition: str | None = None
     timeout_min: float | None = None
@@ -76,6 +79,8 @@ def choose_size(law: LawFile, compute: float | None, params: float | None,
 
 def sweep_grid(law: LawFile, grid: str | None) -> grids.Grid:
     """The grid whose settings the final run shares: --grid, else the grid the law's sweep recorded."""
+    from sweeps.sweep import read_recorded
+
     if grid is not None:
         return grids.load_grid(grid)
     source = Path(law.rows.get("source", "")) if law.rows.get("source") else None
@@ -83,7 +88,7 @@ def sweep_grid(law: LawFile, grid: str | None) -> grids.Grid:
     if settings is None or not settings.is_file():
         raise UserError("--grid: the law file does not point at a sweep directory; name the sweep's grid "
                         "(e.g. --grid tiny) so the final run is trained as its runs were")
-    recorded = json.loads(settings.read_text())
+    recorded = read_recorded(settings, "name the sweep's grid with --grid")
     if isinstance(recorded.get("grid_spec"), dict):
         return grids.grid_from_dict(recorded["grid_spec"], where=str(settings))
     name = recorded.get("grid")  # a sweep directory written before grids were recorded whole
@@ -282,10 +287,8 @@ def run_local(out: Path, spec: grids.RunSpec, progress: bool) -> None:
 
 def run_slurm(out: Path, spec: grids.RunSpec, req: LaunchRequest) -> None:
     """A one-task SLURM array of a Checkpointable job: a timeout or preemption requeues and resumes it."""
-    from sweeps.slurm import SlurmExecutor, cluster_answers
+    from sweeps.slurm import SlurmExecutor
 
-    if not cluster_answers():
-        raise UserError("--executor slurm: no SLURM cluster answers `sinfo` here")
     bar = _progress(spec.run_id, req.progress)
     try:
         SlurmExecutor(out, req.partition, req.timeout_min, gpus_per_run=req.gpus if _has_gpu() else 0,
@@ -340,11 +343,20 @@ def _has_gpu() -> bool:
 # ----------------------------------------------------------------------------- the launch
 
 
-def confirm(cost_usd: float | None, threshold: float, yes: bool) -> None:
-    """Ask before spending more than `threshold` dollars; without a terminal, --yes must say so."""
-    if yes or cost_usd is None or cost_usd <= threshold:
+def confirm(cost_usd: float | None, wall_clock_hours: float, req: LaunchRequest) -> None:
+    """Ask before a run above --confirm-above dollars or --confirm-above-hours; without a terminal, --yes must say so.
+
+    The wall-clock rule holds when no price is known too (a CPU, a device the table has no price for).
+    """
+    reasons = []
+    if cost_usd is not None and cost_usd > req.confirm_above_usd:
+        reasons.append(f"costs about ${cost_usd:,.2f}, above --confirm-above ${req.confirm_above_usd:,.2f}")
+    if not wall_clock_hours <= req.confirm_above_hours:  # NaN asks too
+        reasons.append(f"takes about {wall_clock_hours:.3g} h of wall clock, above --confirm-above-hours "
+                       f"{req.confirm_above_hours:g}")
+    if req.yes or not reasons:
         return
-    question = f"this run costs about ${cost_usd:,.2f}, above --confirm-above ${threshold:,.2f}"
+    question = f"this run {' and '.join(reasons)}"
     if not sys.stdin.isatty():
         raise UserError(f"{question}; pass --yes to launch without a terminal to confirm on")
     answer = input(f"{question}. Launch it? [y/N] ").strip().lower()
@@ -356,22 +368,26 @@ def prepare_launch(req: LaunchRequest) -> tuple[dict, grids.RunSpec, Path, bool]
     """Resolve and print the plan, confirm, register the prediction. Returns (prediction, spec, data, new)."""
     from gptcore.data import open_dataset
     from sweeps.provenance import data_hash
-    from sweeps.sweep import lr_law_for, prepared_data
+    from sweeps.sweep import choose_executor, lr_law_for, prepared_data
 
     if req.executor not in EXECUTORS:
         raise UserError(f"--executor: choose one of {', '.join(EXECUTORS)}, got {req.executor!r}")
     if req.gpus < 1:
         raise UserError(f"--gpus: must be 1 or more, got {req.gpus}")
+    choose_executor(req.executor)  # --executor slurm with no cluster: refused before anything is written
     out = req.out.resolve()
     law = load_law(req.law)
     law_sha = file_sha256(req.law)
+    n_req, d_req = choose_size(law, req.compute, req.params, req.tokens)
+    if n_req > MAX_PARAMS:  # found here, before a model nothing can build is sized and planned
+        raise UserError(f"{'--compute' if req.compute is not None else '--params'}: the run would have "
+                        f"{n_req:.3g} parameters, more than the planner takes (at most {MAX_PARAMS:.0e})")
+    grid = sweep_grid(law, req.grid)
     stored = read_prediction(out)
-    data = prepared_data(req.data, out)
+    data = prepared_data(req.data, out)  # the bundled corpus is prepared into OUT/data once the arguments hold
     record = request_record(req, law_sha, data)
     if stored is not None:
         check_same_request(stored, record, out)
-    n_req, d_req = choose_size(law, req.compute, req.params, req.tokens)
-    grid = sweep_grid(law, req.grid)
     ds = open_dataset(data)
     if req.compute is not None:
         d_req = tokens_for_budget(law, req.compute, n_req, ds.vocab_size, grid.ctx)
@@ -407,7 +423,7 @@ def prepare_launch(req: LaunchRequest) -> tuple[dict, grids.RunSpec, Path, bool]
     if stored is not None:
         print(f"prediction registered {stored['created_utc']} in {out / PREDICTION_NAME} (kept as is); resuming")
         return stored, spec, data, False
-    confirm(planned["cost_usd"], req.confirm_above_usd, req.yes)
+    confirm(planned["cost_usd"], planned["wall_clock_hours"], req)
     out.mkdir(parents=True, exist_ok=True)
     if not write_once_json(out / PREDICTION_NAME, prediction):
         raise UserError(f"{out / PREDICTION_NAME} appeared while planning (another launch?); re-run to resume")

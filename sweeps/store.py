@@ -102,12 +102,15 @@ class Store:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / DB_NAME
         self.csv_path = self.dir / CSV_NAME
-        self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA busy_timeout = 60000")
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = FULL")  # a committed result survives power loss too
-        self.db.executescript(SCHEMA)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")  # a committed result survives power loss too
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:  # a torn or foreign file, or a directory, where the store should be
+            raise UserError(f"{self.path} is not a sweep store ({e}); it is kept as is: use another --out") from None
 
     def close(self) -> None:
         self.db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,40 @@ def lr_law_for(path: Path | None) -> LRLaw | None:
     return load_lr_law(DEFAULT_LR_LAW) if DEFAULT_LR_LAW.is_file() else None
 
 
+def read_recorded(path: Path, hint: str) -> dict:
+    """A sweep directory's sweep.json; a one-line error ending in `hint` when it is torn or not a JSON object."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # torn JSON, or not UTF-8 text
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise UserError(f"{path} is not a sweep's settings file (torn, or not a JSON object); {hint}")
+    return recorded
+
+
+def check_same_grid(grid: grids.Grid, out: Path) -> None:
+    """Refuse to sweep into a directory that recorded another grid; the same grid again resumes it.
+
+    Name and description do not count (the same grid as a file or as flags is the same sweep). A directory
+    written before sweeps recorded their whole grid has nothing to compare with.
+    """
+    settings = out / SETTINGS_NAME
+    if not settings.is_file():
+        return
+    recorded = read_recorded(settings, "delete it to sweep into this directory again, or use another --out")
+    if not isinstance(recorded.get("grid_spec"), dict):
+        return
+
+    def comparable(d: dict) -> dict:
+        return {k: v for k, v in json.loads(json.dumps(d)).items() if k not in ("name", "description")}
+
+    mine, theirs = comparable(grids.grid_to_dict(grid)), comparable(recorded["grid_spec"])
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if differ:
+        raise UserError(f"{out} holds a sweep of another grid ({recorded.get('grid')!r}; this one differs in "
+                        f"{', '.join(differ)}); use another --out, or that grid to resume it")
+
+
 def plan_runs(grid: grids.Grid, opts: SweepOptions) -> tuple[list[grids.RunSpec], Path]:
     from gptcore.data import open_dataset
 
@@ -95,6 +130,7 @@ def print_plan(grid: grids.Grid, specs, counts: dict, executor: str, layout: str
 def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     """Run a grid into opts.out; returns 0 when every run completed or diverged, 1 when some failed."""
     out = opts.out.resolve()
+    check_same_grid(grid, out)
     specs, data = plan_runs(grid, opts)
     executor = choose_executor(opts.executor)
     if opts.dry_run and not (out / DB_NAME).exists():  # a plan for a new sweep writes no store

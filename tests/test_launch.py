@@ -61,6 +61,17 @@ def fitted(demo) -> dict:
     return {k: demo[k] for k in ("root", "grid", "data", "law")}
 
 
+@pytest.fixture(scope="module")
+def quick(prepared_data, tmp_path_factory) -> dict:
+    """A law written by hand (no demo to wait for), the test grid and the data: enough to plan a launch."""
+    from scaling.law import ChinchillaLaw, LawFile, save_law
+
+    root = tmp_path_factory.mktemp("quick")
+    (root / "grid.toml").write_text(GRID)
+    save_law(root / "law.json", LawFile(law=ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)))
+    return {"root": root, "grid": str(root / "grid.toml"), "data": str(prepared_data), "law": str(root / "law.json")}
+
+
 def launch_args(fitted: dict, out: Path, tokens: str = "8K", *extra: str) -> list[str]:
     return ["launch", "--law", fitted["law"], "--params", "8.8M", "--tokens", tokens, "--grid", fitted["grid"],
             "--data", fitted["data"], "--out", str(out), "--no-progress", *extra]
@@ -150,13 +161,31 @@ def test_prediction_written_before_training_and_never_rewritten(launched):
     assert (pred_path.read_bytes(), pred_path.stat().st_mtime_ns, pred_path.stat().st_ino) == before
 
 
-def test_costly_launch_needs_yes_without_a_terminal(fitted, tmp_path):
+@pytest.mark.parametrize("extra, reason", [
+    (["--price-per-gpu-hour", "1e9", "--confirm-above", "1"], "above --confirm-above $1.00"),
+    (["--confirm-above-hours", "1e-9"], "of wall clock, above --confirm-above-hours 1e-09"),  # no price on a CPU
+])
+def test_costly_or_long_launch_needs_yes_without_a_terminal(quick, tmp_path, extra, reason):
     out = tmp_path / "costly"
-    args = launch_args(fitted, out, "8K", "--price-per-gpu-hour", "1e9", "--confirm-above", "1")
-    done = scaling(*args, timeout=300)
+    done = scaling(*launch_args(quick, out, "8K", *extra), timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "pass --yes" in done.stderr
+    assert reason in done.stderr and "pass --yes" in done.stderr
     assert not (out / "prediction.json").exists()
+
+
+def test_a_long_run_of_unknown_cost_is_confirmed_too(monkeypatch):
+    """The CPU case: the planner knows no price, so only the wall clock can call for a confirmation."""
+    import io
+
+    from gptcore.errors import UserError
+    from sweeps.launch import LaunchRequest, confirm
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal
+    req = LaunchRequest(law=Path("law.json"), out=Path("out"))
+    confirm(None, 23.0, req)  # under a day: no question
+    with pytest.raises(UserError, match="takes about 1e\\+25 h of wall clock, above --confirm-above-hours 24; pass"):
+        confirm(None, 1e25, req)
+    confirm(None, 1e25, LaunchRequest(law=Path("law.json"), out=Path("out"), yes=True))
 
 
 def test_killed_launch_resumes(fitted, tmp_path):
@@ -207,14 +236,53 @@ def test_torchrun_two_cpu_processes_report(fitted, tmp_path):
     (["--params", "1M", "--compute", "1e12"], "--compute: give --compute C alone"),
     (["--tokens", "1M"], "--compute: give --compute C alone, or --params N"),
     (["--params", "8.8M", "--tokens", "8K", "--executor", "torchrun", "--gpus", "3"], "--gpus: the run's batch"),
+    (["--params", "8.8M", "--tokens", "8K", "--executor", "slurm"], "--executor slurm: no SLURM cluster answers"),
+    (["--compute", "1e40"], "--compute: the run would have 6.9"),
 ])
-def test_bad_launch_arguments_are_one_line_errors(fitted, tmp_path, capsys, argv, message):
+def test_bad_launch_arguments_are_one_line_errors(quick, tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.setattr("sweeps.sweep.cluster_answers", lambda: False)  # no SLURM cluster, even where one runs
     out = tmp_path / "bad"
-    code = main(["launch", "--law", fitted["law"], "--grid", fitted["grid"], "--data", fitted["data"],
+    code = main(["launch", "--law", quick["law"], "--grid", quick["grid"], "--data", quick["data"],
                  "--out", str(out), *argv])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err
-    assert not (out / "prediction.json").exists()
+    assert not out.exists()  # nothing written: a re-run with other arguments is not refused
+
+
+def test_arguments_are_checked_before_the_bundled_corpus_is_prepared(quick, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["launch", "--law", quick["law"], "--compute", "1e12", "--tokens", "1M", "--out", str(out)]) == 2
+    assert "--tokens: goes with --params" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--timeout-min", "-5"], "argument --timeout-min: must be a finite number > 0, got '-5'"),
+    (["--confirm-above", "-5"], "argument --confirm-above: must be a finite number >= 0"),
+    (["--confirm-above-hours", "nan"], "argument --confirm-above-hours: must be a finite number >= 0"),
+])
+def test_bad_launch_flags_are_refused_when_parsed(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["launch", "--law", str(tmp_path / "law.json"), "--compute", "1e12", "--out", str(tmp_path / "o"),
+              *flags])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize("settings", [b'{"grid": "ti', b"[1, 2]", b"\xff\xfe"])
+def test_a_torn_sweep_json_behind_the_law_is_a_one_line_error(quick, tmp_path, capsys, settings):
+    from scaling.law import ChinchillaLaw, LawFile, save_law
+
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_bytes(settings)
+    law = tmp_path / "law.json"
+    save_law(law, LawFile(law=ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+                          rows={"source": str(tmp_path / "sweep" / "sweep.csv")}))
+    out = tmp_path / "o"
+    assert main(["launch", "--law", str(law), "--params", "8.8M", "--tokens", "8K", "--data", quick["data"],
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sweep.json is not a sweep's settings file" in err and "--grid" in err
+    assert not out.exists()
 
 
 def test_missing_law_file_is_a_one_line_error(tmp_path, capsys):

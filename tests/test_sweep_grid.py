@@ -10,7 +10,7 @@ from gptcore.config import GPTConfig, count_non_embedding_params, flops_per_toke
 from gptcore.errors import UserError
 from scaling.cli import main
 from sweeps import hparams
-from sweeps.grid import grid_from_toml, load_grid, make_grid, preset_names, resolve
+from sweeps.grid import TRAIN_KEYS, grid_from_toml, load_grid, make_grid, preset_names, resolve
 
 VOCAB = 32779  # the bundled corpus' compact vocabulary
 
@@ -92,11 +92,34 @@ def test_toml_grid_and_data_hash_enter_the_config_hash(tmp_path):
     ('params = ["1M"]\ntokens = ["lots"]\n', "cannot read 'lots'"),
     ('params = ["1M"]\ntokens = ["1M"]\n[train]\nwarmpu = 3\n', "unknown [train] key(s) warmpu"),
     ('compute = ["1e15"]\nsizes = 0\n', "sizes must be a positive integer"),
+    ('params = [true]\ntokens = ["1M"]\n', "params must be a non-empty list of sizes"),
+    (b"\xff\xfe\x00params", "not a TOML grid file (not UTF-8 text)"),
+    *[(f'params = ["1M"]\ntokens = ["1M"]\n[train]\n{setting}\n', f"[train] {setting.split()[0]} must be {allowed}")
+      for setting, allowed in [
+          ('batch_size = "two"', "a positive integer"),
+          ("batch_size = 0", "a positive integer"),
+          ("batch_size = 2.7", "a positive integer"),
+          ("batch_size = true", "a positive integer"),
+          ('lr = "fast"', "a finite number > 0"),
+          ("lr = -1", "a finite number > 0"),
+          ("lr = nan", "a finite number > 0"),
+          ("warmup = -5", "an integer >= 0"),
+          ("eval_every = 0", "a positive integer"),
+          ("checkpoint_every = 1.5", "a positive integer"),
+          ('dtype = "fp16"', "one of auto, fp32, bf16"),
+          ('schedule = "linear"', "one of cosine, wsd"),
+          ('compile = "yes"', "true or false"),
+          ("device = 0", "a device name"),
+          ("weight_decay = -0.1", "a finite number >= 0"),
+          ("beta2 = 1.0", "a number in [0, 1)"),
+          ("grad_clip = inf", "a finite number >= 0"),
+          ("min_lr_ratio = 1.5", "a number in [0, 1]"),
+      ]],
 ])
 def test_bad_grid_files_are_one_line_errors(tmp_path, capsys, content, message):
     path = tmp_path / "bad.toml"
-    path.write_text(content)
-    assert main(["sweep", "--grid", str(path), "--out", str(tmp_path / "out")]) == 2
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    assert main(["sweep", "--grid", str(path), "--out", str(tmp_path / "out"), "--dry-run", "--no-estimate"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("scaling sweep: error: ") and message in err
     assert not (tmp_path / "out").exists()  # nothing written for a bad grid
@@ -113,6 +136,41 @@ def test_unknown_presets_and_bad_flags_are_one_line_errors(tmp_path, capsys, arg
     assert main(["sweep", *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_a_binary_grid_file_is_a_one_line_error_for_the_demo_too(tmp_path, capsys):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00params")
+    assert main(["demo", "--grid", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a TOML grid file" in err and not (tmp_path / "out").exists()
+
+
+def test_every_train_setting_a_grid_allows_is_checked_and_good_values_pass():
+    good = {"lr": 3e-3, "batch_size": 8, "warmup": 0, "eval_every": 10, "eval_batches": 2, "checkpoint_every": 5,
+            "dtype": "bf16", "device": "cpu", "compile": False, "weight_decay": 0, "beta1": 0.9, "beta2": 0.95,
+            "grad_clip": 0.0, "schedule": "wsd", "min_lr_ratio": 1}
+    assert set(good) == TRAIN_KEYS
+    assert make_grid("g", params="12K", tokens="64K", train=good).train == good
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "0"], "argument --workers: must be an integer >= 1, got '0'"),
+    (["--workers", "-2"], "argument --workers: must be an integer >= 1"),
+    (["--workers", "2.5"], "argument --workers: must be an integer >= 1"),
+    (["--cpus-per-run", "0"], "argument --cpus-per-run: must be an integer >= 1"),
+    (["--gpus-per-run", "-1"], "argument --gpus-per-run: must be an integer >= 0"),
+    (["--timeout-min", "-1"], "argument --timeout-min: must be a finite number > 0"),
+    (["--timeout-min", "0"], "argument --timeout-min: must be a finite number > 0"),
+    (["--timeout-min", "nan"], "argument --timeout-min: must be a finite number > 0"),
+    (["--timeout-min", "inf"], "argument --timeout-min: must be a finite number > 0"),
+])
+def test_bad_sweep_flags_are_refused_when_parsed(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--grid", "tiny", "--out", str(tmp_path / "out"), "--dry-run", "--no-estimate", *flags])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("scaling sweep: error: ")
+    assert message in err and not (tmp_path / "out").exists()
 
 
 def test_grid_errors_name_the_problem():

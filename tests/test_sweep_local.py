@@ -128,3 +128,28 @@ def test_a_diverging_run_is_recorded_with_its_reason_and_left_out_of_fits(prepar
     assert run.returncode == 0, run.stderr[-2000:]  # diverging is a result, not a failure of the sweep
     (row,) = table(out)
     assert row["status"] == "diverged" and row["reason"].startswith("loss not finite at step") and row["loss"] == ""
+
+
+def test_a_sweep_directory_takes_only_its_own_grid_and_resumes_it(prepared_data, tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text('ctx = 16\nparams = ["12K"]\ntokens = ["4K"]\n[train]\nbatch_size = 4\neval_every = 20\n')
+    out = tmp_path / "sweep"
+    common = ("--data", str(prepared_data), "--out", str(out), "--executor", "local", "--no-estimate")
+    first = scaling("sweep", "--grid", str(grid), *common)
+    assert first.returncode == 0, first.stderr[-2000:]
+    kept = {name: (out / name).read_bytes() for name in ("sweep.json", "sweep.csv")}
+
+    for extra in ((), ("--dry-run",)):  # another grid (ctx 32, new run ids): refused, with or without --dry-run
+        other = scaling("sweep", "--params", "50K", "--tokens", "4K", "--ctx", "32", *common, *extra)
+        assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr[-2000:]
+        assert "holds a sweep of another grid ('grid'; this one differs in ctx, params, train)" in other.stderr
+    assert {name: (out / name).read_bytes() for name in kept} == kept and len(rows(out)) == 1
+
+    for extra in (("--dry-run",), ()):  # the same grid resumes, with or without --dry-run
+        again = scaling("sweep", "--grid", str(grid), *common, *extra)
+        assert again.returncode == 0 and "(0 new, 1 finished" in again.stdout, again.stderr[-2000:]
+
+    # A directory written before sweeps recorded their grid has nothing to compare with.
+    (out / "sweep.json").write_text(json.dumps({"grid": "grid", "data": str(prepared_data)}))
+    plan = scaling("sweep", "--params", "50K", "--tokens", "4K", "--ctx", "32", *common, "--dry-run")
+    assert plan.returncode == 0 and "(1 new, 0 finished" in plan.stdout, plan.stderr[-2000:]

@@ -126,3 +126,32 @@ def test_the_database_is_in_wal_mode_with_a_busy_timeout(tmp_path):
     Store(tmp_path).register(specs(1, 1))
     db = sqlite3.connect(tmp_path / "sweep.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _damage(path: Path, kind: str) -> None:
+    """Put a torn or foreign sweep.db where a sweep's store should be."""
+    if kind == "truncated":
+        store = Store(path.parent)
+        store.register(specs(2, 2))
+        store.close()
+        path.write_bytes(path.read_bytes()[:3000])
+    elif kind == "random bytes":
+        path.write_bytes(os.urandom(8192))
+    elif kind == "text":
+        path.write_text("run_id,loss\nL1,3.2\n")
+    else:
+        path.mkdir()
+
+
+@pytest.mark.parametrize("kind", ["truncated", "random bytes", "text", "directory"])
+def test_a_file_that_is_not_a_store_is_a_one_line_error_and_kept(prepared_data, tmp_path, capsys, kind):
+    from scaling.cli import main
+
+    db = tmp_path / "sweep.db"
+    _damage(db, kind)
+    before = db.read_bytes() if db.is_file() else None
+    code = main(["sweep", "--params", "12K", "--tokens", "4K", "--ctx", "16", "--data", str(prepared_data),
+                 "--out", str(tmp_path), "--dry-run", "--no-estimate"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"{db} is not a sweep store" in err
+    assert (db.read_bytes() if db.is_file() else None) == before

@@ -13,7 +13,8 @@ EXAMPLES = """examples:
 
 
 def register(subparsers) -> None:
-    from sweeps.launch import DEFAULT_CONFIRM_ABOVE_USD, EXECUTORS
+    from scaling.commands.sweep import at_least
+    from sweeps.launch import DEFAULT_CONFIRM_ABOVE_HOURS, DEFAULT_CONFIRM_ABOVE_USD, EXECUTORS
 
     p = subparsers.add_parser(
         "launch",
@@ -42,14 +43,19 @@ def register(subparsers) -> None:
     run.add_argument("--gpus", type=int, default=1, metavar="K",
                      help="torchrun: processes (GPUs, or CPU processes with gloo); slurm: GPUs (default 1)")
     run.add_argument("--partition", help="SLURM partition")
-    run.add_argument("--timeout-min", type=float, help="SLURM time limit per attempt (requeued past it)")
+    run.add_argument("--timeout-min", type=at_least(0, strict=True),
+                     help="SLURM time limit per attempt (requeued past it)")
     run.add_argument("--out", type=Path, default=Path("runs/launch"), help="launch directory (default runs/launch)")
     cost = p.add_argument_group("plan and confirmation")
     cost.add_argument("--gpu", help="device for the plan, from the hardware table (default: the one training)")
     cost.add_argument("--price-per-gpu-hour", type=float, metavar="USD", help="default: the table's price")
-    cost.add_argument("--confirm-above", type=float, default=DEFAULT_CONFIRM_ABOVE_USD, metavar="USD",
+    cost.add_argument("--confirm-above", type=at_least(0), default=DEFAULT_CONFIRM_ABOVE_USD, metavar="USD",
                       help=f"ask before a run that costs more (default {DEFAULT_CONFIRM_ABOVE_USD:g})")
-    cost.add_argument("--yes", action="store_true", help="do not ask; needed above --confirm-above without a TTY")
+    cost.add_argument("--confirm-above-hours", type=at_least(0), default=DEFAULT_CONFIRM_ABOVE_HOURS,
+                      metavar="HOURS", help="ask before a run whose planned wall clock is longer, even when its "
+                      f"cost is unknown, as on a CPU (default {DEFAULT_CONFIRM_ABOVE_HOURS:g})")
+    cost.add_argument("--yes", action="store_true",
+                      help="do not ask; needed above --confirm-above or --confirm-above-hours without a TTY")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=handle)
 
@@ -65,8 +71,8 @@ def handle(args) -> int:
         params=parse_optional_size(args.params, "--params"), tokens=parse_optional_size(args.tokens, "--tokens"),
         executor=args.executor, gpus=args.gpus, data=args.data,
         grid=args.grid, lr_law=args.lr_law, gpu=args.gpu, price_per_gpu_hour=args.price_per_gpu_hour,
-        confirm_above_usd=args.confirm_above, yes=args.yes, partition=args.partition,
-        timeout_min=args.timeout_min, progress=not args.no_progress,
+        confirm_above_usd=args.confirm_above, confirm_above_hours=args.confirm_above_hours, yes=args.yes,
+        partition=args.partition, timeout_min=args.timeout_min, progress=not args.no_progress,
     )
     launch(req)
     report = write_report(args.out)

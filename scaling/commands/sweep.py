@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 DESCRIPTION = """Train a grid of GPT sizes x token budgets (or an isoFLOP grid) and keep the results in
@@ -10,6 +12,22 @@ DIR/sweep.db and the table DIR/sweep.csv that `scaling fit DIR` reads. Re-runnin
 finished runs, resumes interrupted ones from their checkpoints, and refuses a changed config.
 Grids: presets (tiny, small, medium, large), a TOML file, or --params with --tokens, or --compute with
 --sizes (isoFLOP)."""
+
+
+def at_least(low: float, kind: type = float, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite `kind` >= low (> low when strict); anything else is a one-line usage error."""
+    what = f"{'an integer' if kind is int else 'a finite number'} {'>' if strict else '>='} {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (low < value if strict else low <= value) or not value < math.inf:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
 
 
 def register(subparsers) -> None:
@@ -25,17 +43,18 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=at_least(1, int),
         help="local: worker processes (default: one per GPU, else one per core); slurm: array tasks at once",
     )
     p.add_argument("--partition", help="SLURM partition (default: the cluster's default)")
     p.add_argument(
         "--timeout-min",
-        type=float,
+        type=at_least(0, strict=True),
         help="per-run time limit in minutes (slurm default: 3x the estimate + 5, in buckets)",
     )
-    p.add_argument("--gpus-per-run", type=int, default=0, help="SLURM GPUs per run (default 0)")
-    p.add_argument("--cpus-per-run", type=int, default=1, help="SLURM CPUs (and torch threads) per run (default 1)")
+    p.add_argument("--gpus-per-run", type=at_least(0, int), default=0, help="SLURM GPUs per run (default 0)")
+    p.add_argument("--cpus-per-run", type=at_least(1, int), default=1,
+                   help="SLURM CPUs (and torch threads) per run (default 1)")
     p.add_argument(
         "--lr-law",
         type=Path,
