@@ -188,6 +188,19 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scaling"
 
 
+def cpu_model_name() -> str:
+    """This CPU's model, e.g. "AMD EPYC" or "Intel(R) Xeon(R) ...": the peak cache's key, because one home
+    directory (a cluster's NFS home) serves nodes of different CPUs, and platform.processor() is "" on Linux."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_matmul_peak(precision: str, at_least: float = 0.0) -> float:
     """The measured CPU matmul peak (FLOP/s) for fp32 or bf16, measured once per CPU/threads/torch and cached.
 
@@ -196,8 +209,7 @@ def cpu_matmul_peak(precision: str, at_least: float = 0.0) -> float:
     machine comes out low; `at_least`, a rate a run has achieved, exposes that: the peak is measured again,
     and the cache keeps the best of its measurements and that rate, so an MFU above 1 is never reported.
     """
-    key = f"{platform.processor() or platform.machine()}|{os.cpu_count()}|{torch.get_num_threads()}|" \
-          f"{torch.__version__}"
+    key = f"{cpu_model_name()}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}"
     path = _cache_dir() / "cpu_matmul_peak.json"
     try:
         cache = json.loads(path.read_text())

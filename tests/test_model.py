@@ -181,3 +181,23 @@ def test_a_peak_measured_under_load_is_measured_again_once_a_run_beats_it(tmp_pa
     assert again >= achieved and again > 1.0
     assert json.loads(path.read_text())[key]["fp32"] == again
     assert model_module.cpu_matmul_peak("fp32", at_least=1e30) == 1e30  # at least what a run achieved
+
+
+def test_the_peak_cache_keeps_one_entry_per_cpu_model(tmp_path, monkeypatch):
+    """One home directory serves nodes of different CPUs: a peak measured on one is never another's."""
+    import json
+
+    from gptcore import model as model_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = tmp_path / "scaling" / "cpu_matmul_peak.json"
+    monkeypatch.setattr(model_module, "cpu_model_name", lambda: "Intel(R) Xeon(R) Platinum")
+    model_module.cpu_matmul_peak("fp32")
+    (xeon_key,) = json.loads(path.read_text())
+    cache = {xeon_key: {"fp32": 1.0, "bf16": 1.0}}
+    path.write_text(json.dumps(cache))
+    monkeypatch.setattr(model_module, "cpu_model_name", lambda: "AMD EPYC")
+    assert model_module.cpu_matmul_peak("fp32") > 1.0  # measured afresh, not the Xeon's figure
+    keys = json.loads(path.read_text())
+    assert len(keys) == 2 and keys[xeon_key] == {"fp32": 1.0, "bf16": 1.0}
+    assert any(k.startswith("AMD EPYC|") for k in keys)
