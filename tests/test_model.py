@@ -145,12 +145,47 @@ def test_head_cross_entropy_matches_autograd_of_plain_cross_entropy():
     h = torch.randn(12, 8, generator=gen, requires_grad=True)
     w = torch.randn(50, 8, generator=gen, requires_grad=True)
     t = torch.randint(0, 50, (12,), generator=gen)
-    (3.0 * HeadCrossEntropy.apply(h, w, t)).backward()
+    (3.0 * HeadCrossEntropy.apply(h, w, t, torch.float32)).backward()
     h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
     ref = torch.nn.functional.cross_entropy(h2 @ w2.t(), t)
     (3.0 * ref).backward()
-    assert HeadCrossEntropy.apply(h, w, t).item() == pytest.approx(ref.item(), abs=1e-6)
+    assert HeadCrossEntropy.apply(h, w, t, torch.float32).item() == pytest.approx(ref.item(), abs=1e-6)
     assert torch.allclose(h.grad, h2.grad, atol=1e-6) and torch.allclose(w.grad, w2.grad, atol=1e-6)
+
+
+def test_head_cross_entropy_under_bf16_autocast_matches_autocast_of_plain_cross_entropy():
+    """bf16: the head's matmuls and its (rows x vocab) buffer in bf16, as autocast runs the plain path."""
+    from gptcore.model import HeadCrossEntropy
+
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(64, 32, generator=gen, requires_grad=True)
+    w = (0.3 * torch.randn(5000, 32, generator=gen)).requires_grad_()
+    t = torch.randint(0, 5000, (64,), generator=gen)
+    h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = HeadCrossEntropy.apply(h, w, t, torch.bfloat16)
+        ref = torch.nn.functional.cross_entropy((h2 @ w2.t()).float(), t)
+    ours.backward()
+    ref.backward()
+    assert ours.dtype == torch.float32 and h.grad.dtype == w.grad.dtype == torch.float32
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-4)
+    for g, g2 in ((h.grad, h2.grad), (w.grad, w2.grad)):
+        assert (g - g2).norm() / g2.norm() < 1e-3
+
+
+def test_head_cross_entropy_of_a_target_beyond_float_range_is_exact_not_infinite():
+    """A target e^-200 less likely than the top token underflows the softmax; its loss comes from the logits."""
+    from gptcore.model import HeadCrossEntropy
+
+    h = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    w = torch.tensor([[100.0, 0.0], [-100.0, 0.0], [0.0, 0.0]], requires_grad=True)
+    t = torch.tensor([1, 2])  # row 0: logits (100, -100, 0), target -100; row 1: all logits 0
+    for dtype in (torch.float32, torch.bfloat16):
+        loss = HeadCrossEntropy.apply(h, w, t, dtype)
+        exact = torch.nn.functional.cross_entropy(h.detach() @ w.detach().t(), t)
+        assert torch.isfinite(loss) and loss.item() == pytest.approx(exact.item(), rel=1e-3)
+        loss.backward()
+        assert torch.isfinite(h.grad).all() and torch.isfinite(w.grad).all()
 
 
 def test_training_loss_equals_eval_loss_path():
