@@ -14,7 +14,7 @@ def duration(hours: float) -> str:
         return f"{hours * 60:.3g} min"
     if hours < 48:
         return f"{hours:.3g} h"
-    return f"{hours / 24:,.1f} days"
+    return f"{hours / 24:,.1f} days" if hours < 24e4 else f"{count(hours / 24)} days"
 
 
 def money(usd: float) -> str:
@@ -28,6 +28,10 @@ def money(usd: float) -> str:
 def count(x: float) -> str:
     """4 significant figures, with thousands separators instead of an exponent up to 10^12."""
     return f"{x:,.0f}" if 1e4 <= x < 1e12 else f"{x:.4g}"
+
+
+def ratio(x: float) -> str:
+    return f"{x:.1f}" if x < 1e4 else count(x)
 
 
 def energy(kwh: float) -> str:
@@ -62,7 +66,7 @@ def render_plan(p: dict) -> str:
     lines += _rows("Compute", [
         ("training FLOPs (6ND)", sci(p["flops"]), "Kaplan et al. 2020 §2.1"),
         ("with attention", sci(p["flops_with_attention"]), "+12·L·H·Q·T per token, PaLM appendix B"),
-        ("tokens per parameter", f"{p['tokens_per_param']:.1f}", "Chinchilla-optimal is about 20"),
+        ("tokens per parameter", ratio(p["tokens_per_param"]), "Chinchilla-optimal is about 20"),
     ])
     lines += _rows("Time", [
         ("peak per GPU", f"{p['peak_flops_per_s'] / 1e12:,.1f} TFLOP/s", a["peak"]),
@@ -108,7 +112,7 @@ def render_plan(p: dict) -> str:
     opt = p["compute_optimal"]
     lines += _rows(f"Compute-optimal for the same {sci(p['flops'])} FLOPs ({p['law']['source']})", [
         ("params", format_size(opt["params"]), f"you plan {format_size(p['params'])}"),
-        ("tokens", format_size(opt["tokens"]), f"{opt['tokens_per_param']:.1f} tokens per parameter"),
+        ("tokens", format_size(opt["tokens"]), f"{ratio(opt['tokens_per_param'])} tokens per parameter"),
         ("predicted loss", loss_text(opt["predicted_loss"], opt["predicted_loss_interval"]),
          f"yours: {loss_text(p['predicted_loss'], p['predicted_loss_interval'])}"),
     ])

@@ -37,7 +37,10 @@ def parse_sizes(text: str, what: str = "sizes") -> list[float]:
 
 
 def format_size(n: float) -> str:
-    """124000000 -> '124M', 2.5e9 -> '2.5B'."""
+    """124000000 -> '124M', 2.5e9 -> '2.5B', 999.9e6 -> '1B', 3e16 -> '3e+16'."""
+    n = float(f"{n:.3g}")  # round first, so 999.9M is 1B and not '1e+03M'
+    if abs(n) >= 1e15:
+        return f"{n:.3g}"
     for suffix, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.3g}{suffix}"

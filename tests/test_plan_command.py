@@ -182,3 +182,16 @@ def test_real_process_bad_input_exits_2_with_one_line():
     assert proc.returncode == 2 and proc.stdout == ""
     errors = [line for line in proc.stderr.splitlines() if "import time:" not in line]
     assert errors == ["scaling plan: error: --mfu: must be a fraction in (0, 1], such as 0.4; got 1.5"]
+
+
+def test_absurd_sizes_print_as_numbers_a_reader_can_take_in(capsys):
+    from scaling.units import format_size
+
+    assert [format_size(x) for x in (124e6, 2.5e9, 999.9e6, 1500, 12, 3e16)] == \
+        ["124M", "2.5B", "1B", "1.5K", "12", "3e+16"]
+    assert main(["plan", "--params", "1e15", "--tokens", "1e30"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("1e+15 parameters on 1e+30 tokens")
+    rows = {line[:28].strip(): line[28:45].strip() for line in out.splitlines() if line.startswith("  ")}
+    assert rows["tokens per parameter"] == "1e+15"
+    assert rows["wall clock"].endswith("e+25 days") and len(rows["wall clock"]) < 17
