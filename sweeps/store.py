@@ -52,6 +52,7 @@ CSV_COLUMNS = (
     "tokens_per_s",
     "attempts",
 )
+BUSY_TIMEOUT_S = 60.0  # how long a write waits for another process's write lock before giving up
 STALE_AFTER_S = 600.0  # a claim whose owner has not sent a heartbeat for this long may be taken over
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -94,6 +95,11 @@ def owner_is_dead(owner: str | None) -> bool:
     return False
 
 
+def _is_locked(e: sqlite3.DatabaseError) -> bool:
+    """SQLite gave up waiting for another connection's lock (after BUSY_TIMEOUT_S)."""
+    return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+
+
 class Store:
     """The results store of one sweep directory."""
 
@@ -103,22 +109,33 @@ class Store:
         self.path = self.dir / DB_NAME
         self.csv_path = self.dir / CSV_NAME
         try:
-            self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA busy_timeout = 60000")
+            self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")  # a committed result survives power loss too
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:  # a torn or foreign file, or a directory, where the store should be
+            if _is_locked(e):
+                raise self._locked() from None
             raise UserError(f"{self.path} is not a sweep store ({e}); it is kept as is: use another --out") from None
 
     def close(self) -> None:
         self.db.close()
 
+    def _locked(self) -> UserError:
+        return UserError(f"{self.path} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s; wait for it "
+                         "to finish or stop it, then run again")
+
     @contextmanager
     def _write(self, commit: bool = True):
         """One write transaction; IMMEDIATE takes the write lock up front, so it never deadlocks."""
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if _is_locked(e):
+                raise self._locked() from None
+            raise
         try:
             yield self.db
         except BaseException:

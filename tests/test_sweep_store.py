@@ -155,3 +155,29 @@ def test_a_file_that_is_not_a_store_is_a_one_line_error_and_kept(prepared_data, 
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and f"{db} is not a sweep store" in err
     assert (db.read_bytes() if db.is_file() else None) == before
+
+
+def test_a_store_locked_too_long_by_another_process_is_a_one_line_error_not_a_damaged_store(
+        prepared_data, tmp_path, capsys, monkeypatch):
+    """Another process holding the write lock past the busy timeout: say so, and keep the store as it is."""
+    import sqlite3
+
+    from scaling.cli import main
+    from sweeps import store as store_module
+
+    argv = ["sweep", "--params", "12K", "--tokens", "4K", "--ctx", "16", "--data", str(prepared_data),
+            "--out", str(tmp_path), "--dry-run", "--no-estimate"]
+    store_module.Store(tmp_path).close()
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.5)
+    before = (tmp_path / "sweep.db").read_bytes()
+    holder = sqlite3.connect(tmp_path / "sweep.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        code = main(argv)  # even a dry run takes the write lock, to see what it would register
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "stayed locked by another process" in err and "not a sweep store" not in err
+    assert (tmp_path / "sweep.db").read_bytes() == before
