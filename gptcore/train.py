@@ -395,6 +395,7 @@ def train(cfg: TrainConfig, log=None) -> dict:
         optimizer.load_state_dict(ck["optimizer"])
         step, train_loss, val_loss = ck["step"], ck["train_loss"], ck["val_loss"]
         thr.tokens, thr.seconds = ck["steady_tokens"], ck["steady_seconds"]
+        thr.first_steps = [tuple(x) for x in ck.get("first_steps", [])]  # older checkpoints lack it
         rngs = ck["rng"]
         checkpoint.set_rng_state(rngs[d.rank] if len(rngs) == d.world else rngs[0])
         say(f"resuming {run.path} at step {step}/{total_steps}")
@@ -437,7 +438,7 @@ def train(cfg: TrainConfig, log=None) -> dict:
                 "model_config": mcfg.to_dict(),
                 "step": step, "tokens": step * tokens_per_step, "model": raw_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "rng": rngs, "vocab": _vocab_tensor(dataset.tokenizer),
-                "steady_tokens": thr.tokens, "steady_seconds": thr.seconds,
+                "steady_tokens": thr.tokens, "steady_seconds": thr.seconds, "first_steps": thr.first_steps,
                 "train_loss": train_loss, "val_loss": val_loss,
             })
 

@@ -229,3 +229,19 @@ def test_bf16_autocast_training_follows_fp32_on_real_text(prepared_data, tmp_pat
     assert bf16_val[-1] < math.log(_vocab(prepared_data)) - 3.5  # it learned
     for a, b in zip(bf16_val, fp32_val, strict=True):
         assert a == pytest.approx(b, rel=0.005)  # measured: within 0.03%
+
+
+def test_a_finished_run_whose_summary_was_deleted_rebuilds_it_with_its_throughput(prepared_data, tmp_path):
+    """Re-running a finished run rewrites summary.json from the checkpoint, tokens/s too, even for 2 steps."""
+    from gptcore.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        model=GPTConfig(vocab_size=_vocab(prepared_data), ctx=16, n_layer=1, n_head=1, d_model=16),
+        data=str(prepared_data), out=str(tmp_path / "run"), batch_size=2, max_steps=2, threads=1,
+        dtype="fp32", device="cpu", sample_tokens=0, eval_batches=1, progress=False)
+    first = train(cfg, log=lambda msg: None)
+    (tmp_path / "run" / "summary.json").unlink()
+    again = train(cfg, log=lambda msg: None)
+    assert first["tokens_per_s"] > 0 and again["tokens_per_s"] == pytest.approx(first["tokens_per_s"])
+    assert again["mfu"] == pytest.approx(first["mfu"])
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["tokens_per_s"] == again["tokens_per_s"]
