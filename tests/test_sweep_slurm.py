@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 GRID = """
 ctx = 64
 params = ["12K"]
-tokens = ["8K", "12K", "16K", "32K"]
+tokens = ["8K", "12K", "16K", "128K"]  # the last one long enough to be requeued mid-run
 [train]
 batch_size = 8
 eval_every = 25
@@ -42,7 +42,7 @@ def test_an_array_of_4_runs_with_one_requeued_resumes_from_its_checkpoint(prepar
     out = tmp_path / "sweep"  # fresh per test: SLURM job ids restart on a new controller (stale results)
     proc = start_scaling("sweep", "--grid", str(grid), "--data", str(prepared_data), "--out", str(out),
                          "--executor", "auto", "--no-estimate", "--timeout-min", "10", log=tmp_path / "sweep.log")
-    victim = "L1-d32-D32K"
+    victim = "L1-d32-D128K"
 
     def checkpointed():
         if not (out / "sweep.db").exists():
