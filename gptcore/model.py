@@ -92,8 +92,8 @@ class HeadCrossEntropy(torch.autograd.Function):
         # rows (a target e^-87 less likely than the top token) take their exact loss from the logits.
         tiny = p_target < 1e-30
         if tiny.any():
-            losses[tiny] = (torch.logsumexp(logits[tiny].float(), dim=-1)
-                            - logits[tiny].float().gather(1, targets[tiny, None]).squeeze(1))
+            exact = logits[tiny].float()
+            losses[tiny] = torch.logsumexp(exact, dim=-1) - exact.gather(1, targets[tiny, None]).squeeze(1)
         del logits
         loss = losses.mean()
         grad_logits[rows, targets] -= 1.0

@@ -14,7 +14,8 @@ def duration(hours: float) -> str:
         return f"{hours * 60:.3g} min"
     if hours < 48:
         return f"{hours:.3g} h"
-    return f"{hours / 24:,.1f} days" if hours < 24e4 else f"{count(hours / 24)} days"
+    days = hours / 24
+    return f"{days:,.1f} days" if days < 1e4 else f"{count(days)} days"
 
 
 def money(usd: float) -> str:
