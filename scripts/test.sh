@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The test command: set up (once), lint, run the whole suite. Extra arguments go to pytest.
+# The test command: set up (once), lint, run the whole suite (what CI runs). Extra arguments go to pytest.
+# --fast (first argument): the fast lane, everything but the tests marked slow or slurm (under 2 min on 2 cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+lane=()
+if [ "${1:-}" = "--fast" ]; then
+    shift
+    lane=(-m "not slow and not slurm")
+fi
 bash scripts/setup.sh
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q "${lane[@]}" "$@"

@@ -1,10 +1,32 @@
-"""Shared fixtures: the bundled corpus, prepared once per test session."""
+"""Shared fixtures: a private cache directory, and the bundled corpus, prepared once per test session."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+PEAK_CACHE = Path("scaling") / "cpu_matmul_peak.json"  # relative to XDG_CACHE_HOME, as gptcore writes it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory) -> Path:
+    """XDG_CACHE_HOME for the whole session (subprocesses inherit it): a test never writes the user's cache.
+
+    It starts as a copy of the user's CPU peak cache, when there is one, so that training tests do not each
+    spend seconds measuring the matmul peak again; what the tests write lands in the copy. Tests of the cache
+    itself set their own XDG_CACHE_HOME with monkeypatch.
+    """
+    real = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / PEAK_CACHE
+    home = tmp_path_factory.mktemp("xdg-cache")
+    if real.is_file():
+        (home / PEAK_CACHE).parent.mkdir(parents=True)
+        shutil.copyfile(real, home / PEAK_CACHE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # a Jupyter kernel runs the whole notebook
 
 
 def test_fit_sweep_notebook_executes(monkeypatch):

@@ -85,6 +85,7 @@ def launched(demo) -> dict:
     return {"out": demo["out"] / "launch", "stdout": demo["stdout"], "argv": shlex.split(printed[0])[1:]}
 
 
+@pytest.mark.slow
 def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
     text, out = demo["stdout"], demo["out"]
     steps = ["$ scaling tune ", "$ scaling sweep ", "$ scaling fit ", "$ scaling plan ", "$ scaling launch "]
@@ -98,6 +99,7 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
     assert (out / "law.json").is_file() and list((out / "fit").glob("*.png"))
 
 
+@pytest.mark.slow
 def test_a_law_finds_the_grid_its_sweep_ran_even_one_from_a_file(demo, tmp_path):
     """Launch without --grid trains as the sweep's runs were: the sweep directory records its whole grid."""
     from scaling.law import load_law
@@ -113,6 +115,7 @@ def test_a_law_finds_the_grid_its_sweep_ran_even_one_from_a_file(demo, tmp_path)
         (tmp_path / "moved.toml").rename(demo["grid"])
 
 
+@pytest.mark.slow
 def test_loop_writes_report_with_finite_numbers(launched):
     out = launched["out"]
     report = json.loads((out / "report.json").read_text())
@@ -139,6 +142,7 @@ def test_loop_writes_report_with_finite_numbers(launched):
     assert text.index("prediction registered") < text.index("relative error")
 
 
+@pytest.mark.slow
 def test_prediction_written_before_training_and_never_rewritten(launched):
     out = launched["out"]
     pred_path = out / "prediction.json"
@@ -188,6 +192,7 @@ def test_a_long_run_of_unknown_cost_is_confirmed_too(monkeypatch):
     confirm(None, 1e25, LaunchRequest(law=Path("law.json"), out=Path("out"), yes=True))
 
 
+@pytest.mark.slow
 def test_killed_launch_resumes(fitted, tmp_path):
     out = tmp_path / "killed"
     args = launch_args(fitted, out, "8K")
@@ -220,6 +225,7 @@ def test_killed_launch_resumes(fitted, tmp_path):
     assert steps == list(range(1, len(steps) + 1))  # every step once: no loss and no duplicate
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_report(fitted, tmp_path):
     out = tmp_path / "ddp"
     done = scaling(*launch_args(fitted, out, "8K", "--executor", "torchrun", "--gpus", "2"), timeout=600)

@@ -57,6 +57,7 @@ def _losses(out: Path) -> list[tuple]:
     return [(r["step"], r["train_loss"], r.get("val_loss")) for r in rows]
 
 
+@pytest.mark.slow
 def test_sigkill_and_rerun_resumes_bitwise(prepared_data, tmp_path):
     data = prepared_data
     whole = _cli(*_tiny_args(data, tmp_path / "whole"), timeout=300)
@@ -95,6 +96,7 @@ def test_sigkill_and_rerun_resumes_bitwise(prepared_data, tmp_path):
     assert "different config" in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_and_golden_loss(prepared_data, tmp_path):
     """300 steps of a 2-layer model on the bundled corpus: val loss falls far below ln(vocab), to a pinned value.
 

@@ -130,6 +130,7 @@ def test_corrupted_checkpoint(finished_run, capsys, tmp_path):
     assert (run / "ckpt.pt").read_bytes() == whole[: len(whole) // 2]  # left for the user to inspect
 
 
+@pytest.mark.slow
 def test_ddp_on_cpu_matches_one_process_with_accumulation(prepared_data, tmp_path):
     """torchrun, 2 gloo processes x 4 sequences == 1 process x 2 micro-batches of 4: the same batches
     (they derive from (seed, step)) and the same averaged gradients, up to float summation order."""
