@@ -18,11 +18,11 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from analysis.prediction import PREDICTION_NAME
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from scaling import estimates
+from scaling import formulas
 from scaling.law import LawFile, file_sha256, load_law
-from sweeps.launch import PREDICTION_NAME
 
 FINAL_COLOR = "crimson"
 
@@ -68,7 +68,7 @@ def report_numbers(launch: dict) -> dict:
     predicted, interval = p["predicted_loss"], p["predicted_interval"]
     ok = actual is not None and math.isfinite(actual)
     world = s.get("world_size", 1)
-    actual_hours = step_seconds(launch["metrics"]) * world / estimates.SECONDS_PER_HOUR
+    actual_hours = step_seconds(launch["metrics"]) * world / formulas.SECONDS_PER_HOUR
     measured_mfu = s.get("mfu")  # the trainer's: its FLOPs (PaLM: matmul params + attention) over the peak
     # Fed back in the planner's own convention (6ND, N as the law counts it): the same measured tokens/s,
     # counted as the planner counts FLOPs, is the MFU to assume when planning this kind of run again.
@@ -99,10 +99,10 @@ def report_numbers(launch: dict) -> dict:
         "measured_mfu": measured_mfu,
         "planner_per_trainer_flops": planner_per_trainer_flops,
         "fed_back_mfu": fed_back_mfu,
-        "replanned_gpu_hours": estimates.gpu_hours(plan["flops"], plan["peak_flops_per_s"], fed_back_mfu)
+        "replanned_gpu_hours": formulas.gpu_hours(plan["flops"], plan["peak_flops_per_s"], fed_back_mfu)
         if fed_back_mfu else None,
         "actual_gpu_hours": actual_hours,
-        "effective_mfu": plan["flops"] / (plan["peak_flops_per_s"] * actual_hours * estimates.SECONDS_PER_HOUR)
+        "effective_mfu": plan["flops"] / (plan["peak_flops_per_s"] * actual_hours * formulas.SECONDS_PER_HOUR)
         if actual_hours > 0 else None,
         "tokens_per_s": s["tokens_per_s"],
         "cost_usd_planned": plan["cost_usd"],

@@ -1,21 +1,23 @@
 """The `scaling` command: a thin map from subcommands onto plain functions.
 
 Each subcommand lives in scaling/commands/<name>.py with a `register(subparsers)` that adds its parser
-and sets `func`. Modules import their heavy dependencies (torch, scipy) inside the handler, so that
-`scaling plan` starts without torch.
+and sets `func` to the module's `run(args) -> int`. The modules are imported here, plainly, so a missing
+one fails at once; they import their heavy dependencies (torch, scipy) inside `run`, so that `scaling plan`
+starts without torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 
 from gptcore.errors import UserError
+from scaling.commands import data, demo, fit, generate, launch, plan, predict, sweep, train, tune
 
-COMMANDS = ("train", "generate", "data", "plan", "fit", "predict", "sweep", "tune", "launch", "demo")
+# In the order `scaling --help` lists them.
+COMMANDS = {"train": train, "generate": generate, "data": data, "plan": plan, "fit": fit, "predict": predict,
+            "sweep": sweep, "tune": tune, "launch": launch, "demo": demo}
 
 # Commands that train: they run faster with glibc keeping freed memory (see _reexec_with_fast_malloc).
 TRAINING_COMMANDS = {"train", "sweep", "tune", "launch", "demo"}
@@ -36,9 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
-    for name in COMMANDS:
-        if importlib.util.find_spec(f"scaling.commands.{name}") is not None:
-            importlib.import_module(f"scaling.commands.{name}").register(sub)
+    for module in COMMANDS.values():
+        module.register(sub)
     return parser
 
 

@@ -2,7 +2,7 @@
 memory, and the compute-optimal alternative under a scaling law.
 
 `plan(PlanRequest(...))` returns one JSON-ready dict; `scaling.plan_render` draws it as a table. The
-formulas live in scaling.estimates and scaling.memory, the law maths in scaling.law, the sizing rule in
+formulas live in scaling.formulas and scaling.memory, the law maths in scaling.law, the sizing rule in
 gptcore.config.shape_for_params. numpy is the heaviest import here (through scaling.law); never torch.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from gptcore.config import GPT2_VOCAB, GPTConfig, count_params, shape_for_params
 from gptcore.errors import UserError
 from gptcore.hardware import PRECISIONS, Device, get_device
-from scaling import estimates
+from scaling import formulas
 from scaling.carbon import grid_intensity
 from scaling.law import KAPLAN, PUBLISHED, LawFile, file_sha256, load_law
 from scaling.memory import ZERO_STAGES, min_gpus, training_memory
@@ -166,11 +166,11 @@ def plan(req: PlanRequest) -> dict:
             else "--params"
         raise UserError(f"{flag}: a run of {params:.3g} parameters on {tokens:.3g} tokens is outside what the "
                         f"planner takes: 1 to {MAX_PARAMS:.0e} parameters, at least 1 token")
-    flops = estimates.training_flops(params, tokens)
+    flops = formulas.training_flops(params, tokens)
 
     device = _device(req)
     cfg, derived = _shape(req, params)
-    flops_attn = estimates.training_flops_with_attention(params, tokens, cfg, req.ctx)
+    flops_attn = formulas.training_flops_with_attention(params, tokens, cfg, req.ctx)
 
     if req.peak_tflops is not None:
         peak = req.peak_tflops * 1e12
@@ -181,8 +181,8 @@ def plan(req: PlanRequest) -> dict:
         except UserError as e:
             raise UserError(f"--precision: {e}") from None
         peak_source = f"{device.name} {req.precision} dense peak: {device.peak_source}"
-    mfu = req.mfu if req.mfu is not None else estimates.DEFAULT_MFU.value
-    gpu_hours = estimates.gpu_hours(flops, peak, mfu)
+    mfu = req.mfu if req.mfu is not None else formulas.DEFAULT_MFU.value
+    gpu_hours = formulas.gpu_hours(flops, peak, mfu)
 
     price = req.price_per_gpu_hour if req.price_per_gpu_hour is not None else (
         device.price_usd_per_gpu_hour if device else None)
@@ -191,14 +191,14 @@ def plan(req: PlanRequest) -> dict:
     power = req.power_w if req.power_w is not None else (device.tdp_w if device else None)
     power_source = "--power-w" if req.power_w is not None else (
         f"{device.name} TDP: {device.tdp_source}" if device else "none: pass --power-w")
-    pue = req.pue if req.pue is not None else estimates.DEFAULT_PUE.value
-    pue_source = "--pue" if req.pue is not None else estimates.DEFAULT_PUE.source
+    pue = req.pue if req.pue is not None else formulas.DEFAULT_PUE.value
+    pue_source = "--pue" if req.pue is not None else formulas.DEFAULT_PUE.source
     if req.carbon_intensity is not None:
         intensity, intensity_source = req.carbon_intensity, "--carbon-intensity"
     else:
         grid = grid_intensity(req.region)
         intensity, intensity_source = grid.kg_per_kwh, grid.source
-    energy = estimates.energy_kwh(gpu_hours, power, pue) if power is not None else None
+    energy = formulas.energy_kwh(gpu_hours, power, pue) if power is not None else None
 
     device_memory = req.memory_gb if req.memory_gb is not None else (device.memory_gb if device else None)
     memory, fewest, fewest_how = _memory_plan(req, cfg, device_memory)
@@ -221,15 +221,15 @@ def plan(req: PlanRequest) -> dict:
         "mfu": mfu,
         "achieved_flops_per_s": peak * mfu,
         "gpu_hours": gpu_hours,
-        "wall_clock_hours": estimates.wall_clock_hours(gpu_hours, req.gpus),
+        "wall_clock_hours": formulas.wall_clock_hours(gpu_hours, req.gpus),
         "price_usd_per_gpu_hour": price,
         "price_date": device.price_date if device and req.price_per_gpu_hour is None else None,
-        "cost_usd": estimates.cost_usd(gpu_hours, price) if price is not None else None,
+        "cost_usd": formulas.cost_usd(gpu_hours, price) if price is not None else None,
         "power_w": power,
         "pue": pue,
         "carbon_intensity_kg_per_kwh": intensity,
         "energy_kwh": energy,
-        "co2_kg": estimates.co2_kg(energy, intensity) if energy is not None else None,
+        "co2_kg": formulas.co2_kg(energy, intensity) if energy is not None else None,
         "shape": {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_model": cfg.d_model, "ctx": cfg.ctx,
                   "vocab_size": cfg.vocab_size, "params_total": count_params(cfg),
                   "derived_from_params": derived},
@@ -244,7 +244,7 @@ def plan(req: PlanRequest) -> dict:
                             "predicted_loss": opt_loss, "predicted_loss_interval": opt_interval},
         "assumptions": {
             "peak": peak_source,
-            "mfu": "--mfu" if req.mfu is not None else estimates.DEFAULT_MFU.source,
+            "mfu": "--mfu" if req.mfu is not None else formulas.DEFAULT_MFU.source,
             "price": price_source,
             "power": power_source,
             "pue": pue_source,

@@ -185,7 +185,7 @@ def render_section() -> str:
         _para("Formulas, each in one place: C = 6ND (Kaplan et al. 2020 §2.1; attention term from PaLM",
               "appendix B), gpu_hours = C / (peak · MFU · 3600), wall clock = gpu_hours / GPUs, cost =",
               "gpu_hours · price, energy_kwh = gpu_hours · kW · PUE and co2_kg = energy_kwh · intensity",
-              "(Patterson et al. 2021) in `scaling/estimates.py`; memory in `scaling/memory.py`",
+              "(Patterson et al. 2021) in `scaling/formulas.py`; memory in `scaling/memory.py`",
               "(16 bytes per",
               "parameter for Adam in mixed precision and ZeRO-1/2/3 sharding, Rajbhandari et al. 2020;",
               "activations by Korthikanti et al. 2022 eq. 1, an upper bound since fused attention keeps no",

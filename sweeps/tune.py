@@ -249,8 +249,8 @@ def run_tune(
     import optuna
 
     from gptcore.data import open_dataset
+    from sweeps.orchestrate import prepared_data
     from sweeps.provenance import data_hash
-    from sweeps.sweep import prepared_data
 
     if opts.trials < 1:
         raise UserError(f"--trials must be at least 1, got {opts.trials}")

@@ -102,9 +102,9 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
 @pytest.mark.slow
 def test_a_law_finds_the_grid_its_sweep_ran_even_one_from_a_file(demo, tmp_path):
     """Launch without --grid trains as the sweep's runs were: the sweep directory records its whole grid."""
+    from scaling.launch.sizing import sweep_grid
     from scaling.law import load_law
     from sweeps.grid import load_grid
-    from sweeps.launch import sweep_grid
 
     law = load_law(demo["law"])
     assert sweep_grid(law, None) == load_grid(demo["grid"])
@@ -182,7 +182,8 @@ def test_a_long_run_of_unknown_cost_is_confirmed_too(monkeypatch):
     import io
 
     from gptcore.errors import UserError
-    from sweeps.launch import LaunchRequest, confirm
+    from scaling.launch.confirm import confirm
+    from scaling.launch.request import LaunchRequest
 
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal
     req = LaunchRequest(law=Path("law.json"), out=Path("out"))
@@ -246,7 +247,7 @@ def test_torchrun_two_cpu_processes_report(fitted, tmp_path):
     (["--compute", "1e40"], "--compute: the run would have 6.9"),
 ])
 def test_bad_launch_arguments_are_one_line_errors(quick, tmp_path, capsys, monkeypatch, argv, message):
-    monkeypatch.setattr("sweeps.sweep.cluster_answers", lambda: False)  # no SLURM cluster, even where one runs
+    monkeypatch.setattr("sweeps.orchestrate.cluster_answers", lambda: False)  # no SLURM cluster, even where one runs
     out = tmp_path / "bad"
     code = main(["launch", "--law", quick["law"], "--grid", quick["grid"], "--data", quick["data"],
                  "--out", str(out), *argv])
@@ -311,8 +312,8 @@ def test_law_file_with_E_on_its_bound_loads_and_a_negative_E_does_not(tmp_path):
 
 
 def test_a_compute_budget_is_spent_on_the_shape_the_sizing_rule_picks():
+    from scaling.launch.sizing import choose_size, law_params, shape_for, tokens_for_budget
     from scaling.law import ChinchillaLaw, LawFile
-    from sweeps.launch import choose_size, law_params, shape_for, tokens_for_budget
 
     law = LawFile(law=ChinchillaLaw(E=1.0, A=400.0, B=400.0, alpha=0.34, beta=0.28))
     compute = 1e13

@@ -1,37 +1,37 @@
-"""Each planner formula against a hand calculation (scaling/estimates.py, scaling/memory.py)."""
+"""Each planner formula against a hand calculation (scaling/formulas.py, scaling/memory.py)."""
 
 import math
 
 import pytest
 
 from gptcore.config import GPTConfig
-from scaling import estimates
+from scaling import formulas
 from scaling.memory import MemoryGB, activation_bytes, min_gpus, state_bytes_per_param, training_memory
 
 
 def test_training_flops_is_6nd():
-    assert estimates.training_flops(1e9, 2e10) == pytest.approx(1.2e20)
+    assert formulas.training_flops(1e9, 2e10) == pytest.approx(1.2e20)
 
 
 def test_attention_term_is_palm_12_l_h_q_t_per_token():
     cfg = GPTConfig(n_layer=12, n_head=12, d_model=768, ctx=1024)
-    with_attention = estimates.training_flops_with_attention(124e6, 1e9, cfg, 1024)
-    extra = with_attention - estimates.training_flops(124e6, 1e9)
+    with_attention = formulas.training_flops_with_attention(124e6, 1e9, cfg, 1024)
+    extra = with_attention - formulas.training_flops(124e6, 1e9)
     assert extra == pytest.approx(12 * 12 * 12 * 64 * 1024 * 1e9)
 
 
 def test_gpu_hours_wall_clock_cost_energy_co2():
     # 1 GPU-hour is exactly peak * mfu * 3600 FLOPs.
-    assert estimates.gpu_hours(1e15 * 0.5 * 3600 * 10, 1e15, 0.5) == pytest.approx(10.0)
-    assert estimates.wall_clock_hours(100.0, 8) == pytest.approx(12.5)
-    assert estimates.cost_usd(10.0, 2.5) == pytest.approx(25.0)
-    assert estimates.energy_kwh(10.0, 700.0, 1.1) == pytest.approx(7.7)
-    assert estimates.co2_kg(100.0, 0.4) == pytest.approx(40.0)
+    assert formulas.gpu_hours(1e15 * 0.5 * 3600 * 10, 1e15, 0.5) == pytest.approx(10.0)
+    assert formulas.wall_clock_hours(100.0, 8) == pytest.approx(12.5)
+    assert formulas.cost_usd(10.0, 2.5) == pytest.approx(25.0)
+    assert formulas.energy_kwh(10.0, 700.0, 1.1) == pytest.approx(7.7)
+    assert formulas.co2_kg(100.0, 0.4) == pytest.approx(40.0)
 
 
 def test_defaults_are_sourced_and_in_range():
-    assert 0 < estimates.DEFAULT_MFU.value <= 1 and "Llama 3" in estimates.DEFAULT_MFU.source
-    assert estimates.DEFAULT_PUE.value >= 1 and "PUE" in estimates.DEFAULT_PUE.source
+    assert 0 < formulas.DEFAULT_MFU.value <= 1 and "Llama 3" in formulas.DEFAULT_MFU.source
+    assert formulas.DEFAULT_PUE.value >= 1 and "PUE" in formulas.DEFAULT_PUE.source
 
 
 def test_adam_states_are_16_bytes_per_parameter_in_every_precision():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sweeps.estimate import makespan
+from sweeps.duration import makespan
 from sweeps.local import worker_layout
 from sweeps.runner import latest_loss
 from sweeps.slurm import TIMEOUT_BUCKETS_MIN, timeout_for

@@ -43,10 +43,10 @@ def register(subparsers) -> None:
     )
     prep.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default: 0)")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    prep.set_defaults(func=run_prepare)
+    prep.set_defaults(func=run)
 
 
-def run_prepare(args) -> int:
+def run(args) -> int:
     from gptcore.data import prepare
 
     meta = prepare(

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, help="prepared data dir (default: the bundled corpus, prepared into OUT/data)")
     p.add_argument("--executor", choices=("local", "torchrun"), default="local",
                    help="how the final run trains (torchrun: 2 CPU processes with gloo)")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=run)
 
 
 def tune_argv(grid_name: str) -> list[str]:
@@ -80,7 +80,7 @@ def _shown(arg: str) -> str:
     return arg
 
 
-def handle(args) -> int:
+def run(args) -> int:
     from gptcore.data import BUNDLED_CORPUS
     from scaling.law import load_law
 

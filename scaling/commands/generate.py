@@ -17,10 +17,10 @@ def register(subparsers) -> None:
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=run)
 
 
-def handle(args) -> int:
+def run(args) -> int:
     import math
 
     import numpy as np

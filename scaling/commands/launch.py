@@ -14,7 +14,7 @@ EXAMPLES = """examples:
 
 def register(subparsers) -> None:
     from scaling.commands.sweep import at_least
-    from sweeps.launch import DEFAULT_CONFIRM_ABOVE_HOURS, DEFAULT_CONFIRM_ABOVE_USD, EXECUTORS
+    from scaling.launch.request import DEFAULT_CONFIRM_ABOVE_HOURS, DEFAULT_CONFIRM_ABOVE_USD, EXECUTORS
 
     p = subparsers.add_parser(
         "launch",
@@ -37,15 +37,15 @@ def register(subparsers) -> None:
                       "runs/tune/lr_law.json if it exists, else the sweeps' default rule)")
     what.add_argument("--data", type=Path, help="prepared data dir (default: the bundled corpus, prepared "
                       "into OUT/data); use the sweep's data")
-    run = p.add_argument_group("where it trains")
-    run.add_argument("--executor", choices=EXECUTORS, default="local",
-                     help="local worker, SLURM job with requeue (submitit), or torchrun with DDP (default: local)")
-    run.add_argument("--gpus", type=int, default=1, metavar="K",
-                     help="torchrun: processes (GPUs, or CPU processes with gloo); slurm: GPUs (default 1)")
-    run.add_argument("--partition", help="SLURM partition")
-    run.add_argument("--timeout-min", type=at_least(0, strict=True),
-                     help="SLURM time limit per attempt (requeued past it)")
-    run.add_argument("--out", type=Path, default=Path("runs/launch"), help="launch directory (default runs/launch)")
+    where = p.add_argument_group("where it trains")
+    where.add_argument("--executor", choices=EXECUTORS, default="local",
+                      help="local worker, SLURM job with requeue (submitit), or torchrun with DDP (default: local)")
+    where.add_argument("--gpus", type=int, default=1, metavar="K",
+                      help="torchrun: processes (GPUs, or CPU processes with gloo); slurm: GPUs (default 1)")
+    where.add_argument("--partition", help="SLURM partition")
+    where.add_argument("--timeout-min", type=at_least(0, strict=True),
+                      help="SLURM time limit per attempt (requeued past it)")
+    where.add_argument("--out", type=Path, default=Path("runs/launch"), help="launch directory (default runs/launch)")
     cost = p.add_argument_group("plan and confirmation")
     cost.add_argument("--gpu", help="device for the plan, from the hardware table (default: the one training)")
     cost.add_argument("--price-per-gpu-hour", type=float, metavar="USD", help="default: the table's price")
@@ -57,14 +57,14 @@ def register(subparsers) -> None:
     cost.add_argument("--yes", action="store_true",
                       help="do not ask; needed above --confirm-above or --confirm-above-hours without a TTY")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=run)
 
 
-
-def handle(args) -> int:
+def run(args) -> int:
     from analysis.report import write_report
+    from scaling.launch.orchestrate import launch
+    from scaling.launch.request import LaunchRequest
     from scaling.units import parse_optional_size
-    from sweeps.launch import LaunchRequest, launch
 
     req = LaunchRequest(
         law=args.law, out=args.out, compute=parse_optional_size(args.compute, "--compute"),

@@ -67,7 +67,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-
 def run(args) -> int:
     request = PlanRequest(
         params=parse_optional_size(args.params, "--params"),

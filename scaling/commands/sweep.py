@@ -62,7 +62,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-estimate", action="store_true", help="skip the throughput measurement before the plan")
     p.add_argument("--dry-run", action="store_true", help="print the plan (and its measured estimate), run nothing")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=run)
 
 
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,8 +97,8 @@ def grid_from_args(args):
     )
 
 
-def handle(args) -> int:
-    from sweeps.sweep import SweepOptions, run_sweep
+def run(args) -> int:
+    from sweeps.orchestrate import SweepOptions, run_sweep
 
     grid = grid_from_args(args)
     out = args.out or Path("runs") / f"sweep-{grid.name}"

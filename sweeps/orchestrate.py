@@ -12,7 +12,7 @@ from gptcore.fileio import atomic_write_json
 from scaling.plan_render import duration
 from scaling.units import format_size
 from sweeps import grid as grids
-from sweeps.estimate import estimate_seconds, makespan
+from sweeps.duration import estimate_seconds, makespan
 from sweeps.hparams import LRLaw, load_lr_law
 from sweeps.local import LocalExecutor, available_cores, worker_layout
 from sweeps.progress import SweepProgress

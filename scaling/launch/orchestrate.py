@@ -1,0 +1,108 @@
+"""The launch, step by step: size the run from the law, plan and print it, confirm, register the
+prediction, train it with the chosen executor, and hand back the trainer's summary.
+
+Re-running the same command resumes the run from its last checkpoint; the prediction is kept as is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from analysis.prediction import PREDICTION_NAME, read_prediction
+from gptcore.config import GPTConfig
+from gptcore.errors import UserError
+from gptcore.fileio import atomic_write_json
+from scaling.launch import executors, prediction, sizing
+from scaling.launch.confirm import confirm
+from scaling.launch.planning import make_plan, plan_lines
+from scaling.launch.request import EXECUTORS, LaunchRequest
+from scaling.law import file_sha256, load_law
+from scaling.planner import MAX_PARAMS
+from sweeps.grid import RunSpec
+from sweeps.runner import SETTINGS_NAME, run_dir
+
+
+def _check_request(req: LaunchRequest) -> None:
+    from sweeps.orchestrate import choose_executor
+
+    if req.executor not in EXECUTORS:
+        raise UserError(f"--executor: choose one of {', '.join(EXECUTORS)}, got {req.executor!r}")
+    if req.gpus < 1:
+        raise UserError(f"--gpus: must be 1 or more, got {req.gpus}")
+    choose_executor(req.executor)  # --executor slurm with no cluster: refused before anything is written
+
+
+def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
+    """Resolve and print the plan, confirm, register the prediction. Returns (prediction, spec, data, new)."""
+    from gptcore.data import open_dataset
+    from sweeps.orchestrate import lr_law_for, prepared_data
+    from sweeps.provenance import data_hash
+
+    _check_request(req)
+    out = req.out.resolve()
+    law = load_law(req.law)
+    law_sha = file_sha256(req.law)
+    n_req, d_req = sizing.choose_size(law, req.compute, req.params, req.tokens)
+    if n_req > MAX_PARAMS:  # found here, before a model nothing can build is sized and planned
+        raise UserError(f"{'--compute' if req.compute is not None else '--params'}: the run would have "
+                        f"{n_req:.3g} parameters, more than the planner takes (at most {MAX_PARAMS:.0e})")
+    grid = sizing.sweep_grid(law, req.grid)
+    stored = read_prediction(out)
+    data = prepared_data(req.data, out)  # the bundled corpus is prepared into OUT/data once the arguments hold
+    record = prediction.request_record(req, law_sha, data)
+    if stored is not None:
+        prediction.check_same_request(stored, record, out)
+    ds = open_dataset(data)
+    if req.compute is not None:
+        d_req = sizing.tokens_for_budget(law, req.compute, n_req, ds.vocab_size, grid.ctx)
+    spec = sizing.final_spec(law, n_req, d_req, grid, ds.vocab_size, data_hash(ds.meta), lr_law_for(req.lr_law))
+    if stored is not None:
+        prediction.check_same_run(stored, spec, out)
+    if req.executor == "torchrun" and spec.batch_size % req.gpus:
+        raise UserError(f"--gpus: the run's batch of {spec.batch_size} sequences does not split over {req.gpus} "
+                        "processes; use a power of two")
+    cfg = GPTConfig.from_dict(spec.model)
+    n, d = sizing.law_params(law, cfg), sizing.trained_tokens(spec)
+    planned = make_plan(req, n, d, cfg)
+    sizes = {"law_params": n, "tokens": d, "requested_params": n_req, "requested_tokens": d_req}
+    registered = stored or prediction.new_prediction(law, req.law, record, spec, sizes, data, planned)
+    for line in plan_lines(planned, spec, registered):
+        print(line)
+    if stored is not None:
+        print(f"prediction registered {stored['created_utc']} in {out / PREDICTION_NAME} (kept as is); resuming")
+        return stored, spec, data, False
+    confirm(planned["cost_usd"], planned["wall_clock_hours"], req)
+    out.mkdir(parents=True, exist_ok=True)
+    if not prediction.write_once_json(out / PREDICTION_NAME, registered):
+        raise UserError(f"{out / PREDICTION_NAME} appeared while planning (another launch?); re-run to resume")
+    print(f"prediction registered in {out / PREDICTION_NAME} before training", flush=True)
+    return registered, spec, data, True
+
+
+def launch(req: LaunchRequest) -> dict:
+    """Plan, register, train (or resume) and return the trainer's summary of the final run."""
+    from sweeps.store import Store
+
+    _, spec, data, _ = prepare_launch(req)
+    out = req.out.resolve()
+    store = Store(out)
+    try:
+        store.register([spec])
+    finally:
+        store.close()
+    atomic_write_json(out / SETTINGS_NAME, {"grid": "launch", "data": str(data), "data_hash": spec.data_hash})
+    if req.executor == "local":
+        executors.run_local(out, spec, req.progress)
+    elif req.executor == "slurm":
+        executors.run_slurm(out, spec, req.partition, req.timeout_min, req.gpus, req.progress)
+    else:
+        executors.run_torchrun(out, spec, req.gpus)
+    summary_path = run_dir(out, spec.run_id) / "summary.json"
+    if not summary_path.is_file():
+        store = Store(out)
+        row = next(r for r in store.rows() if r["run_id"] == spec.run_id)
+        store.close()
+        raise UserError(f"the final run did not finish ({row['status']}: {row['reason']}); "
+                        f"see {run_dir(out, spec.run_id)}; re-run the same command to resume")
+    return json.loads(summary_path.read_text())

@@ -1,0 +1,83 @@
+"""The launch's plan: the planner's figures (FLOPs, GPU-hours, cost, CO2) for the final run on the device
+it trains on, and the lines `scaling launch` prints before it asks or trains."""
+
+from __future__ import annotations
+
+from gptcore.config import GPTConfig
+from gptcore.errors import UserError
+from scaling.launch.executors import run_threads
+from scaling.launch.request import LaunchRequest
+from scaling.units import format_size
+from sweeps.grid import RunSpec
+
+
+def training_device(threads: int) -> tuple[str, str, float | None]:
+    """(device name, precision, peak FLOP/s) of what this machine trains on, as the trainer resolves them.
+
+    A CPU's peak is measured (and cached) per thread count, so it is taken at the run's `threads`, the
+    number each training process will use: the trainer's MFU is then against the same peak.
+    """
+    import torch
+
+    from gptcore.hardware import match_torch_device_name
+    from gptcore.model import peak_flops_per_s
+    from gptcore.train import resolve_device, resolve_dtype
+
+    device = resolve_device("auto")
+    precision = resolve_dtype("auto", device)
+    if device.type == "cuda":
+        dev = match_torch_device_name(torch.cuda.get_device_name(device))
+        return (dev.name if dev else torch.cuda.get_device_name(device)), precision, peak_flops_per_s(device,
+                                                                                                      precision)
+    torch.set_num_threads(threads)
+    return device.type, precision, peak_flops_per_s(device, precision)
+
+
+def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTConfig,
+              mfu: float | None = None) -> dict:
+    """The planner's figures for the run (FLOPs, GPU-hours, cost, CO2) on the planned device."""
+    from scaling.planner import PlanRequest, plan
+
+    gpus = req.gpus if req.executor != "local" else 1
+    if req.gpu is not None:
+        name, device_args = req.gpu, {"gpu": req.gpu}
+    else:
+        name, precision, peak = training_device(run_threads(req.executor, req.gpus))
+        device_args = {"precision": precision}
+        if name in ("cpu", "mps") or peak is None:
+            if peak is None:
+                raise UserError(f"--gpu: the peak of {name} is unknown here; name the device with --gpu")
+            device_args["peak_tflops"] = peak / 1e12
+        else:
+            device_args["gpu"] = name
+    request = PlanRequest(params=law_params_n, tokens=tokens, law=str(req.law), gpus=gpus, mfu=mfu,
+                          price_per_gpu_hour=req.price_per_gpu_hour, ctx=cfg.ctx, n_layer=cfg.n_layer,
+                          d_model=cfg.d_model, **device_args)
+    result = plan(request)
+    result["device"] = result["gpu"] if result["gpu"] != "custom" else f"{name} (measured peak)"
+    return result
+
+
+def plan_lines(result: dict, spec: RunSpec, prediction: dict) -> list[str]:
+    """The launch's printed plan: the run, the planner's figures and the registered prediction."""
+    m = spec.model
+    cost = "unknown (no price for this device: pass --price-per-gpu-hour)" if result["cost_usd"] is None \
+        else f"${result['cost_usd']:,.2f}"
+    co2 = "unknown" if result["co2_kg"] is None else f"{result['co2_kg']:.4g} kg"
+    lo_hi = prediction["predicted_interval"]
+    interval = "no interval (the law has no bootstrap fits)" if lo_hi is None else \
+        f"{100 * prediction['ci_level']:.0f}% interval [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]"
+    return [
+        f"final run {spec.run_id}: L{m['n_layer']} H{m['n_head']} d{m['d_model']} ctx {m['ctx']}, "
+        f"{format_size(spec.params)} params ({format_size(spec.non_embedding_params)} non-embedding), "
+        f"{format_size(prediction['run']['tokens'])} tokens",
+        f"  learning rate {spec.lr:.3g} ({spec.lr_source}), batch {spec.batch_size} x {m['ctx']} tokens, "
+        f"warmup {spec.warmup} steps",
+        f"  FLOPs (6ND)        {result['flops']:.3e}",
+        f"  device             {result['gpus']} x {result['device']} ({result['precision']}, "
+        f"peak {result['peak_flops_per_s'] / 1e12:.3g} TFLOP/s, MFU {result['mfu']:.2f} assumed)",
+        f"  GPU-hours          {result['gpu_hours']:.4g} (wall clock {result['wall_clock_hours'] * 60:.3g} min)",
+        f"  cost               {cost}",
+        f"  CO2e               {co2}",
+        f"  predicted loss     {prediction['predicted_loss']:.4f}, {interval}",
+    ]

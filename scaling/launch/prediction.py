@@ -1,0 +1,82 @@
+"""The pre-registered prediction: built from the law before training, written once, never rewritten.
+
+A re-run must repeat the arguments it was registered with (`request_record`), so a resumed launch trains
+the run its prediction is about. The file's name, schema and reader are in `analysis.prediction`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from analysis.prediction import PREDICTION_NAME, PREDICTION_SCHEMA
+from gptcore.errors import UserError
+from gptcore.fileio import atomic_write_json
+from scaling.launch.request import LaunchRequest
+from scaling.law import LawFile, file_sha256
+from sweeps.grid import RunSpec
+
+# The planner's figures the prediction keeps: what the report compares the actual run with.
+PLAN_KEYS = ("flops", "device", "gpu", "gpus", "precision", "peak_flops_per_s", "mfu", "gpu_hours",
+             "wall_clock_hours", "cost_usd", "energy_kwh", "co2_kg")
+
+
+def write_once_json(path: Path, obj: dict) -> bool:
+    """Create `path` holding `obj` if it does not exist, atomically; False (and no write) if it does.
+
+    The bytes go to a temporary file first, then os.link puts them in place, which fails if the name
+    exists: a reader never sees a partial file, and two launches cannot both register.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    atomic_write_json(tmp, obj)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def request_record(req: LaunchRequest, law_sha256: str, data: Path) -> dict:
+    """The arguments that decide the run and its prediction: a re-run must repeat them."""
+    return {"law_sha256": law_sha256, "compute": req.compute, "params": req.params, "tokens": req.tokens,
+            "executor": req.executor, "gpus": req.gpus, "data": str(data), "grid": req.grid,
+            "lr_law_sha256": file_sha256(req.lr_law) if req.lr_law else None}
+
+
+def check_same_request(stored: dict, record: dict, out: Path) -> None:
+    differ = [k for k in record if stored["request"].get(k) != record[k]]
+    if differ:
+        raise UserError(f"{out / PREDICTION_NAME} was registered with other arguments ({', '.join(differ)} "
+                        "differ); re-run with the same ones to resume, or use another --out")
+
+
+def check_same_run(stored: dict, spec: RunSpec, out: Path) -> None:
+    if stored["run"]["config_hash"] != spec.config_hash:
+        raise UserError(f"{out / PREDICTION_NAME} registered run {stored['run']['config_hash']}, but these "
+                        f"arguments now give {spec.config_hash} (a new LR law?); use another --out")
+
+
+def new_prediction(law: LawFile, law_path: Path, record: dict, spec: RunSpec, sizes: dict, data: Path,
+                   planned: dict) -> dict:
+    """The record to register: the law's predicted loss for the run's (N, D), and everything behind it.
+
+    `sizes` holds the run's law_params and tokens (what is predicted) and the requested ones.
+    """
+    point, interval = law.predict_loss(sizes["law_params"], sizes["tokens"])
+    return {
+        "schema": PREDICTION_SCHEMA,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "predicted_loss": point,
+        "predicted_interval": interval,
+        "ci_level": law.ci_level,
+        "law": {"path": str(Path(law_path).resolve()), "sha256": record["law_sha256"], "form": law.form,
+                "param_convention": law.param_convention, "params": law.law.to_dict(),
+                "n_bootstrap": len(law.bootstrap_params), "sweep_table": law.rows.get("source")},
+        "request": record,
+        "run": {**spec.to_dict(), **sizes},
+        "data": {"path": str(data), "hash": spec.data_hash},
+        "plan": {k: planned[k] for k in PLAN_KEYS},
+    }

@@ -1,0 +1,46 @@
+"""One torchrun process of a launch: `python -m scaling.launch.rank OUT --threads T`, started by
+scaling.launch.executors.run_torchrun.
+
+Every rank trains the run registered in OUT/prediction.json with gptcore's trainer (DDP; rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from analysis.prediction import read_prediction
+from sweeps.grid import RunSpec
+from sweeps.runner import run_dir
+from sweeps.worker import die_with_parent
+
+
+def rank_train_config(out: Path, threads: int | None):
+    """The TrainConfig one torchrun rank trains: the registered run, its batch split over the processes."""
+    from sweeps.runner import read_settings, train_config
+
+    registered = read_prediction(out)
+    spec = RunSpec.from_dict({k: v for k, v in registered["run"].items()
+                              if k in {f.name for f in dataclasses.fields(RunSpec)}})
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cfg = train_config(spec, read_settings(out)["data"], run_dir(out, spec.run_id), threads)
+    return dataclasses.replace(cfg, batch_size=spec.batch_size // world)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m scaling.launch.rank", description=__doc__)
+    ap.add_argument("out", type=Path, help="the launch directory")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = ap.parse_args(argv)
+    die_with_parent(os.getppid())  # torchrun's agent: a killed launch takes its ranks with it
+    from gptcore.train import train
+
+    train(rank_train_config(args.out, args.threads or None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

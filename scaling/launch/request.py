@@ -1,0 +1,34 @@
+"""What `scaling launch` was asked, and its defaults (imported when the CLI builds its parser: no heavy imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+EXECUTORS = ("local", "slurm", "torchrun")
+DEFAULT_CONFIRM_ABOVE_USD = 100.0
+DEFAULT_CONFIRM_ABOVE_HOURS = 24.0  # a day of wall clock: asked for even when the price is unknown (a CPU)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What `scaling launch` was asked. Sizes are in the law's parameter convention."""
+
+    law: Path
+    out: Path
+    compute: float | None = None
+    params: float | None = None
+    tokens: float | None = None
+    executor: str = "local"
+    gpus: int = 1  # torchrun: processes (GPUs, or CPU processes with gloo); slurm: GPUs for the job
+    data: Path | None = None
+    grid: str | None = None  # the sweep grid whose ctx, seed and [train] settings the run shares
+    lr_law: Path | None = None
+    gpu: str | None = None  # the planner's device (default: what this machine trains on)
+    price_per_gpu_hour: float | None = None
+    confirm_above_usd: float = DEFAULT_CONFIRM_ABOVE_USD
+    confirm_above_hours: float = DEFAULT_CONFIRM_ABOVE_HOURS
+    yes: bool = False
+    partition: str | None = None
+    timeout_min: float | None = None
+    progress: bool = True

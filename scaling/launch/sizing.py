@@ -1,0 +1,86 @@
+"""Choosing the final run: (N, D) from the law, and the run built exactly as a sweep run is built.
+
+The shape, learning rate, batch and warmup come from `sweeps.grid.resolve` on a one-run grid that shares
+the sweep's ctx, seed and [train] settings, so the final run differs from the sweep's runs only in size.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from gptcore.config import GPTConfig, count_non_embedding_params, count_params, shape_for_params
+from gptcore.errors import UserError
+from scaling.law import LawFile
+from sweeps import grid as grids
+from sweeps.hparams import LRLaw
+from sweeps.runner import SETTINGS_NAME
+
+
+def choose_size(law: LawFile, compute: float | None, params: float | None,
+                tokens: float | None) -> tuple[float, float]:
+    """(N, D): compute-optimal under the law for a budget, or N given and D given or the law's optimum for N."""
+    if (compute is None) == (params is None):
+        raise UserError("--compute: give --compute C alone, or --params N (optionally with --tokens D)")
+    if compute is not None and tokens is not None:
+        raise UserError("--tokens: goes with --params, not with --compute")
+    if compute is not None:
+        n, d = law.law.compute_optimal(compute)
+        return float(n), float(d)
+    return params, float(tokens if tokens is not None else law.law.optimal_tokens(params))
+
+
+def sweep_grid(law: LawFile, grid: str | None) -> grids.Grid:
+    """The grid whose settings the final run shares: --grid, else the grid the law's sweep recorded."""
+    from sweeps.orchestrate import read_recorded
+
+    if grid is not None:
+        return grids.load_grid(grid)
+    source = Path(law.rows.get("source", "")) if law.rows.get("source") else None
+    settings = source.parent / SETTINGS_NAME if source else None
+    if settings is None or not settings.is_file():
+        raise UserError("--grid: the law file does not point at a sweep directory; name the sweep's grid "
+                        "(e.g. --grid tiny) so the final run is trained as its runs were")
+    recorded = read_recorded(settings, "name the sweep's grid with --grid")
+    if isinstance(recorded.get("grid_spec"), dict):
+        return grids.grid_from_dict(recorded["grid_spec"], where=str(settings))
+    name = recorded.get("grid")  # a sweep directory written before grids were recorded whole
+    if name not in grids.preset_names():
+        raise UserError(f"--grid: the law's sweep ran grid {name!r}, not a preset; give its grid file with --grid")
+    return grids.load_grid(name)
+
+
+def shape_for(law: LawFile, params: float, vocab_size: int, ctx: int) -> GPTConfig:
+    """The trainer's sizing rule, reading N in the law's convention (total or non-embedding)."""
+    return shape_for_params(params, vocab_size=vocab_size, ctx=ctx, convention=law.param_convention)
+
+
+def law_params(law: LawFile, cfg: GPTConfig) -> int:
+    """The model's N as the law counts it."""
+    return count_params(cfg) if law.param_convention == "total" else count_non_embedding_params(cfg)
+
+
+def tokens_for_budget(law: LawFile, compute: float, params: float, vocab_size: int, ctx: int) -> float:
+    """D = C / 6N for the shape the sizing rule gives N: it rounds N to a real shape (far up, for tiny
+
+    embedding-heavy models), and the budget is spent on that shape, not on the N the law asked for.
+    """
+    return compute / (6 * law_params(law, shape_for(law, params, vocab_size, ctx)))
+
+
+def final_spec(law: LawFile, params: float, tokens: float, grid: grids.Grid, vocab_size: int, data_hash: str,
+               lr_law: LRLaw | None) -> grids.RunSpec:
+    """The run, built by the sweep's own rules (`sweeps.grid.resolve`) as a one-run grid of the chosen shape."""
+    cfg = shape_for(law, params, vocab_size, grid.ctx)
+    one = grids.make_grid("final", params=[str(count_non_embedding_params(cfg))], tokens=[str(round(tokens))],
+                          ctx=grid.ctx, seed=grid.seed, train=grid.train, where="launch")
+    (spec,) = grids.resolve(one, vocab_size, data_hash, lr_law)
+    if spec.model != cfg.to_dict():  # resolve re-derives the shape from its non-embedding count
+        raise AssertionError(f"sizing rule disagrees: {spec.model} vs {cfg.to_dict()}")
+    return spec
+
+
+def trained_tokens(spec: grids.RunSpec) -> int:
+    """Tokens the trainer will actually see: the budget rounded up to whole steps of batch x ctx."""
+    per_step = spec.batch_size * spec.model["ctx"]
+    return math.ceil(spec.tokens / per_step) * per_step
