@@ -39,3 +39,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def cache_dir() -> Path:
+    """This package's cache: $XDG_CACHE_HOME/scaling, by default ~/.cache/scaling."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scaling"

@@ -14,10 +14,11 @@ import sys
 
 from gptcore.errors import UserError
 from scaling.commands import data, demo, fit, generate, launch, plan, predict, sweep, train, tune
+from scaling.commands import eval as eval_  # not to shadow the builtin
 
 # In the order `scaling --help` lists them.
-COMMANDS = {"train": train, "generate": generate, "data": data, "plan": plan, "fit": fit, "predict": predict,
-            "sweep": sweep, "tune": tune, "launch": launch, "demo": demo}
+COMMANDS = {"train": train, "generate": generate, "eval": eval_, "data": data, "plan": plan, "fit": fit,
+            "predict": predict, "sweep": sweep, "tune": tune, "launch": launch, "demo": demo}
 
 # Commands that train: they run faster with glibc keeping freed memory (see _reexec_with_fast_malloc).
 TRAINING_COMMANDS = {"train", "sweep", "tune", "launch", "demo"}

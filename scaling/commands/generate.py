@@ -1,4 +1,9 @@
-"""`scaling generate`: sample text from a trained checkpoint (temperature and top-k, as the seed lecture)."""
+"""`scaling generate`: sample text from a checkpoint (temperature and top-k, as the seed lecture).
+
+The checkpoint is anything gptcore.pretrained reads: a run directory or ckpt.pt (with the vocabulary it was
+trained on), a Hugging Face GPT-2 directory or a model NAME in ~/.cache/scaling/models (the full gpt2
+tokenizer, bundled).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ def register(subparsers) -> None:
         help="sample text from a checkpoint",
         description="Continue a prompt with a trained model: temperature sampling restricted to the top-k tokens.",
     )
-    p.add_argument("--checkpoint", required=True, help="a ckpt.pt, or the run directory holding one")
+    p.add_argument("--checkpoint", required=True,
+                   help="a run dir or ckpt.pt, a Hugging Face GPT-2 dir, or a model NAME in ~/.cache/scaling/models")
     p.add_argument("--prompt", default="", help="text to continue (default: start from end-of-text)")
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
@@ -23,14 +29,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import math
 
-    import numpy as np
     import torch
 
-    from gptcore import checkpoint
-    from gptcore.config import GPTConfig
     from gptcore.errors import UserError
-    from gptcore.model import GPT
-    from gptcore.tokenizer import CompactVocab, Tokenizer
+    from gptcore.pretrained import open_checkpoint
     from gptcore.train import resolve_device
 
     bounds = {"--max-new-tokens": (args.max_new_tokens, 0), "--temperature": (args.temperature, 0),
@@ -38,13 +40,9 @@ def run(args) -> int:
     for flag, (value, low) in bounds.items():
         if not low <= value < math.inf:  # NaN fails too; an infinite temperature would drop --top-k
             raise UserError(f"{flag} must be a finite number >= {low}, got {value}")
-    ckpt = checkpoint.load(args.checkpoint)
+    loaded = open_checkpoint(args.checkpoint)
     device = resolve_device(args.device)
-    vocab = ckpt["vocab"]
-    tokenizer = Tokenizer(None if vocab is None else CompactVocab(vocab.numpy().astype(np.int64)))
-    model = GPT(GPTConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
+    tokenizer, model = loaded.tokenizer, loaded.model.to(device)
 
     ids = tokenizer.encode(args.prompt) if args.prompt else [tokenizer.eot_id]
     start = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=device)
