@@ -29,10 +29,6 @@ def _table() -> dict:
     return tomllib.loads(REGIONS_PATH.read_text())
 
 
-def regions() -> dict[str, float]:
-    return dict(_table()["kg_per_kwh"])
-
-
 def grid_intensity(region: str | None = None) -> GridIntensity:
     """The carbon intensity of a named region (case-insensitive), or of the table's default (world)."""
     table = _table()

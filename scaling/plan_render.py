@@ -1,8 +1,13 @@
-"""Draw a plan (the dict from scaling.planner.plan) as the grouped table that `scaling plan` prints."""
+"""Draw a plan (the `Plan` from scaling.planner.plan) as the grouped table that `scaling plan` prints."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from scaling.units import format_size
+
+if TYPE_CHECKING:  # the planner imports nothing from here; the type is for readers
+    from scaling.planner import Plan
 
 
 def sci(x: float) -> str:
@@ -54,67 +59,67 @@ def _rows(title: str, rows: list[tuple[str, str, str]]) -> list[str]:
     return out
 
 
-def render_plan(p: dict) -> str:
+def render_plan(p: Plan) -> str:
     """The table: compute, time, money, energy and carbon, memory, the compute-optimal alternative."""
-    shape = p["shape"]
-    a = p["assumptions"]
+    shape = p.shape
+    a = p.assumptions
     na = "n/a"
     lines = [
-        f"{format_size(p['params'])} parameters on {format_size(p['tokens'])} tokens, "
-        f"{p['gpus']} x {p['gpu']} ({p['precision']}), law {p['law']['name']}",
+        f"{format_size(p.params)} parameters on {format_size(p.tokens)} tokens, "
+        f"{p.gpus} x {p.gpu} ({p.precision}), law {p.law.name}",
         "",
     ]
     lines += _rows("Compute", [
-        ("training FLOPs (6ND)", sci(p["flops"]), "Kaplan et al. 2020 §2.1"),
-        ("with attention", sci(p["flops_with_attention"]), "+12·L·H·Q·T per token, PaLM appendix B"),
-        ("tokens per parameter", ratio(p["tokens_per_param"]), "Chinchilla-optimal is about 20"),
+        ("training FLOPs (6ND)", sci(p.flops), "Kaplan et al. 2020 §2.1"),
+        ("with attention", sci(p.flops_with_attention), "+12·L·H·Q·T per token, PaLM appendix B"),
+        ("tokens per parameter", ratio(p.tokens_per_param), "Chinchilla-optimal is about 20"),
     ])
     lines += _rows("Time", [
-        ("peak per GPU", f"{p['peak_flops_per_s'] / 1e12:,.1f} TFLOP/s", a["peak"]),
-        ("MFU", f"{p['mfu']:.2f}", a["mfu"]),
-        ("GPU-hours", count(p["gpu_hours"]), "flops / (peak * MFU * 3600)"),
-        ("wall clock", duration(p["wall_clock_hours"]), f"GPU-hours / {p['gpus']} GPUs"),
+        ("peak per GPU", f"{p.peak_flops_per_s / 1e12:,.1f} TFLOP/s", a.peak),
+        ("MFU", f"{p.mfu:.2f}", a.mfu),
+        ("GPU-hours", count(p.gpu_hours), "flops / (peak * MFU * 3600)"),
+        ("wall clock", duration(p.wall_clock_hours), f"GPU-hours / {p.gpus} GPUs"),
     ])
-    price = p["price_usd_per_gpu_hour"]
+    price = p.price_usd_per_gpu_hour
     lines += _rows("Money", [
-        ("price per GPU-hour", money(price) if price is not None else na, a["price"]),
-        ("cost", money(p["cost_usd"]) if p["cost_usd"] is not None else na, "GPU-hours * price"),
+        ("price per GPU-hour", money(price) if price is not None else na, a.price),
+        ("cost", money(p.cost_usd) if p.cost_usd is not None else na, "GPU-hours * price"),
     ])
     lines += _rows("Energy and carbon", [
-        ("power per GPU", f"{p['power_w']:g} W" if p["power_w"] is not None else na, a["power"]),
-        ("PUE", f"{p['pue']:.2f}", a["pue"]),
-        ("energy", energy(p["energy_kwh"]) if p["energy_kwh"] is not None else na,
+        ("power per GPU", f"{p.power_w:g} W" if p.power_w is not None else na, a.power),
+        ("PUE", f"{p.pue:.2f}", a.pue),
+        ("energy", energy(p.energy_kwh) if p.energy_kwh is not None else na,
          "GPU-hours * kW * PUE (Patterson et al. 2021)"),
-        ("carbon intensity", f"{p['carbon_intensity_kg_per_kwh']:.3f} kg/kWh", a["carbon_intensity"]),
-        ("CO2e", mass(p["co2_kg"]) if p["co2_kg"] is not None else na, "energy * carbon intensity"),
+        ("carbon intensity", f"{p.carbon_intensity_kg_per_kwh:.3f} kg/kWh", a.carbon_intensity),
+        ("CO2e", mass(p.co2_kg) if p.co2_kg is not None else na, "energy * carbon intensity"),
     ])
-    m = p["memory_gb_per_gpu"]
-    shape_how = "derived from N by the trainer's rule" if shape["derived_from_params"] else "as given"
+    m = p.memory_gb_per_gpu
+    shape_how = "derived from N by the trainer's rule" if shape.derived_from_params else "as given"
     lines.append(
-        f"Memory per GPU, GB ({p['precision']}, AdamW, micro-batch {p['micro_batch']} x ctx {shape['ctx']}; "
-        f"shape L={shape['n_layer']} d={shape['d_model']} H={shape['n_head']}, "
-        f"{format_size(shape['params_total'])} weights, {shape_how})")
-    rows = [("no sharding", m), *((f"ZeRO-{s}", m[f"zero{s}"]) for s in (1, 2, 3))]
+        f"Memory per GPU, GB ({p.precision}, AdamW, micro-batch {p.micro_batch} x ctx {shape.ctx}; "
+        f"shape L={shape.n_layer} d={shape.d_model} H={shape.n_head}, "
+        f"{format_size(shape.params_total)} weights, {shape_how})")
+    rows = [("no sharding", m.unsharded), *((f"ZeRO-{s}", m.zero[s]) for s in sorted(m.zero))]
     columns = (("weights", "weights", 10), ("grads", "gradients", 10), ("optimizer", "optimizer", 11),
                ("activations", "activations", 13), ("total", "total", 10))
-    cells = [[f"{r[key]:.2f}" for _, key, _ in columns] for _, r in rows]
+    cells = [[f"{getattr(r, key):.2f}" for _, key, _ in columns] for _, r in rows]
     # The usual widths, wider where a value needs it, so that columns never run together.
     widths = [max(width, 2 + max(len(row[i]) for row in cells)) for i, (_, _, width) in enumerate(columns)]
     lines.append(f"  {'':<14}" + "".join(f"{head:>{w}}" for (head, _, _), w in zip(columns, widths, strict=True)))
     for (label, _), row in zip(rows, cells, strict=True):
         lines.append(f"  {label:<14}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)))
-    device_mem = f"{m['device_memory_gb']:g} GB" if m["device_memory_gb"] is not None else "unknown"
+    device_mem = f"{m.device_memory_gb:g} GB" if m.device_memory_gb is not None else "unknown"
     lines += [
-        f"  ZeRO shards over the {p['gpus']} GPUs (Rajbhandari et al. 2020); activations by Korthikanti et "
-        f"al. 2022 eq. 1 ({m['activations_recomputed']:.2f} GB with full recomputation)",
-        f"  device memory {device_mem}; fewest GPUs the run fits on: {p['min_gpus'] or na} "
-        f"({p['min_gpus_how']})",
+        f"  ZeRO shards over the {p.gpus} GPUs (Rajbhandari et al. 2020); activations by Korthikanti et "
+        f"al. 2022 eq. 1 ({m.activations_recomputed:.2f} GB with full recomputation)",
+        f"  device memory {device_mem}; fewest GPUs the run fits on: {p.min_gpus or na} "
+        f"({p.min_gpus_how})",
     ]
-    opt = p["compute_optimal"]
-    lines += _rows(f"Compute-optimal for the same {sci(p['flops'])} FLOPs ({p['law']['source']})", [
-        ("params", format_size(opt["params"]), f"you plan {format_size(p['params'])}"),
-        ("tokens", format_size(opt["tokens"]), f"{ratio(opt['tokens_per_param'])} tokens per parameter"),
-        ("predicted loss", loss_text(opt["predicted_loss"], opt["predicted_loss_interval"]),
-         f"yours: {loss_text(p['predicted_loss'], p['predicted_loss_interval'])}"),
+    opt = p.compute_optimal
+    lines += _rows(f"Compute-optimal for the same {sci(p.flops)} FLOPs ({p.law.source})", [
+        ("params", format_size(opt.params), f"you plan {format_size(p.params)}"),
+        ("tokens", format_size(opt.tokens), f"{ratio(opt.tokens_per_param)} tokens per parameter"),
+        ("predicted loss", loss_text(opt.predicted_loss, opt.predicted_loss_interval),
+         f"yours: {loss_text(p.predicted_loss, p.predicted_loss_interval)}"),
     ])
     return "\n".join(lines)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,19 @@ def test_params_alone_sets_tokens_compute_optimally(capsys):
     assert p["compute_optimal"]["params"] == pytest.approx(1e9, rel=1e-9)
 
 
+
+def test_json_is_the_typed_plan_field_by_field(capsys):
+    """--json prints Plan.to_json(): every field under its own name, the nested ones as objects."""
+    printed = run_json(capsys, "--params", "1B", "--tokens", "20B", "--gpu", "A100-80GB", "--gpus", "4")
+    typed = plan(PlanRequest(params=1e9, tokens=20e9, gpu="A100-80GB", gpus=4))
+    assert printed == json.loads(json.dumps(typed.to_json()))
+    assert list(printed) == [f.name for f in fields(typed)]
+    assert printed["shape"]["n_layer"] == typed.shape.n_layer and printed["law"]["name"] == typed.law.name
+    memory = typed.memory_gb_per_gpu
+    assert printed["memory_gb_per_gpu"]["zero3"]["weights"] == pytest.approx(memory.zero[3].weights)
+    assert printed["memory_gb_per_gpu"]["total"] == pytest.approx(memory.unsharded.total)
+    assert printed["compute_optimal"]["tokens"] == pytest.approx(typed.compute_optimal.tokens)
+
 def test_kaplan_law_is_1_3e9_c_to_the_0_73_in_pf_days():
     n, d = KAPLAN.compute_optimal(PF_DAY_FLOPS)
     assert float(n) == pytest.approx(1.3e9)
@@ -67,8 +81,8 @@ def test_kaplan_law_is_1_3e9_c_to_the_0_73_in_pf_days():
     d1000 = 1000 * PF_DAY_FLOPS / (6 * float(n1000))
     assert float(KAPLAN.optimal_tokens(float(n1000))) == pytest.approx(d1000)
     p = plan(PlanRequest(compute=1e21, law="kaplan"))
-    assert p["params"] == pytest.approx(1.3e9 * (1e21 / PF_DAY_FLOPS) ** 0.73)
-    assert 1.5 < p["predicted_loss"] < 4.0
+    assert p.params == pytest.approx(1.3e9 * (1e21 / PF_DAY_FLOPS) ** 0.73)
+    assert 1.5 < p.predicted_loss < 4.0
 
 
 def test_law_file_prediction_carries_its_bootstrap_interval(tmp_path, capsys):

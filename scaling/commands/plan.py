@@ -90,5 +90,5 @@ def run(args) -> int:
         d_model=args.d_model,
     )
     result = plan(request)
-    print(json.dumps(result, indent=2) if args.json else render_plan(result))
+    print(json.dumps(result.to_json(), indent=2) if args.json else render_plan(result))
     return 0

@@ -72,7 +72,7 @@ def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
     if stored is not None:
         print(f"prediction registered {stored['created_utc']} in {out / PREDICTION_NAME} (kept as is); resuming")
         return stored, spec, data, False
-    confirm(planned["cost_usd"], planned["wall_clock_hours"], req)
+    confirm(planned.plan.cost_usd, planned.plan.wall_clock_hours, req)
     out.mkdir(parents=True, exist_ok=True)
     if not prediction.write_once_json(out / PREDICTION_NAME, registered):
         raise UserError(f"{out / PREDICTION_NAME} appeared while planning (another launch?); re-run to resume")

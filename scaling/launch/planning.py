@@ -3,12 +3,32 @@ it trains on, and the lines `scaling launch` prints before it asks or trains."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gptcore.config import GPTConfig
 from gptcore.errors import UserError
 from scaling.launch.executors import run_threads
 from scaling.launch.request import LaunchRequest
+from scaling.planner import Plan
 from scaling.units import format_size
 from sweeps.grid import RunSpec
+
+# The planner's figures the prediction keeps beside FLOPs and the device: what the report compares with.
+RECORDED = ("gpu", "gpus", "precision", "peak_flops_per_s", "mfu", "gpu_hours", "wall_clock_hours",
+            "cost_usd", "energy_kwh", "co2_kg")
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """The planner's plan for the final run, and the device it is planned on as the launch names it."""
+
+    plan: Plan
+    device: str  # the table's name, or e.g. "cpu (measured peak)" for a device planned by its measured peak
+
+    def to_json(self) -> dict:
+        """The figures prediction.json keeps under "plan"."""
+        figures = self.plan.to_json()
+        return {"flops": figures["flops"], "device": self.device, **{k: figures[k] for k in RECORDED}}
 
 
 def training_device(threads: int) -> tuple[str, str, float | None]:
@@ -34,7 +54,7 @@ def training_device(threads: int) -> tuple[str, str, float | None]:
 
 
 def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTConfig,
-              mfu: float | None = None) -> dict:
+              mfu: float | None = None) -> LaunchPlan:
     """The planner's figures for the run (FLOPs, GPU-hours, cost, CO2) on the planned device."""
     from scaling.planner import PlanRequest, plan
 
@@ -54,16 +74,15 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
                           price_per_gpu_hour=req.price_per_gpu_hour, ctx=cfg.ctx, n_layer=cfg.n_layer,
                           d_model=cfg.d_model, **device_args)
     result = plan(request)
-    result["device"] = result["gpu"] if result["gpu"] != "custom" else f"{name} (measured peak)"
-    return result
+    return LaunchPlan(result, result.gpu if result.gpu != "custom" else f"{name} (measured peak)")
 
 
-def plan_lines(result: dict, spec: RunSpec, prediction: dict) -> list[str]:
+def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: dict) -> list[str]:
     """The launch's printed plan: the run, the planner's figures and the registered prediction."""
-    m = spec.model
-    cost = "unknown (no price for this device: pass --price-per-gpu-hour)" if result["cost_usd"] is None \
-        else f"${result['cost_usd']:,.2f}"
-    co2 = "unknown" if result["co2_kg"] is None else f"{result['co2_kg']:.4g} kg"
+    m, result = spec.model, planned.plan
+    cost = "unknown (no price for this device: pass --price-per-gpu-hour)" if result.cost_usd is None \
+        else f"${result.cost_usd:,.2f}"
+    co2 = "unknown" if result.co2_kg is None else f"{result.co2_kg:.4g} kg"
     lo_hi = prediction["predicted_interval"]
     interval = "no interval (the law has no bootstrap fits)" if lo_hi is None else \
         f"{100 * prediction['ci_level']:.0f}% interval [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]"
@@ -73,10 +92,10 @@ def plan_lines(result: dict, spec: RunSpec, prediction: dict) -> list[str]:
         f"{format_size(prediction['run']['tokens'])} tokens",
         f"  learning rate {spec.lr:.3g} ({spec.lr_source}), batch {spec.batch_size} x {m['ctx']} tokens, "
         f"warmup {spec.warmup} steps",
-        f"  FLOPs (6ND)        {result['flops']:.3e}",
-        f"  device             {result['gpus']} x {result['device']} ({result['precision']}, "
-        f"peak {result['peak_flops_per_s'] / 1e12:.3g} TFLOP/s, MFU {result['mfu']:.2f} assumed)",
-        f"  GPU-hours          {result['gpu_hours']:.4g} (wall clock {result['wall_clock_hours'] * 60:.3g} min)",
+        f"  FLOPs (6ND)        {result.flops:.3e}",
+        f"  device             {result.gpus} x {planned.device} ({result.precision}, "
+        f"peak {result.peak_flops_per_s / 1e12:.3g} TFLOP/s, MFU {result.mfu:.2f} assumed)",
+        f"  GPU-hours          {result.gpu_hours:.4g} (wall clock {result.wall_clock_hours * 60:.3g} min)",
         f"  cost               {cost}",
         f"  CO2e               {co2}",
         f"  predicted loss     {prediction['predicted_loss']:.4f}, {interval}",

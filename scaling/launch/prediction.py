@@ -13,13 +13,10 @@ from pathlib import Path
 from analysis.prediction import PREDICTION_NAME, PREDICTION_SCHEMA
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
+from scaling.launch.planning import LaunchPlan
 from scaling.launch.request import LaunchRequest
 from scaling.law import LawFile, file_sha256
 from sweeps.grid import RunSpec
-
-# The planner's figures the prediction keeps: what the report compares the actual run with.
-PLAN_KEYS = ("flops", "device", "gpu", "gpus", "precision", "peak_flops_per_s", "mfu", "gpu_hours",
-             "wall_clock_hours", "cost_usd", "energy_kwh", "co2_kg")
 
 
 def write_once_json(path: Path, obj: dict) -> bool:
@@ -60,7 +57,7 @@ def check_same_run(stored: dict, spec: RunSpec, out: Path) -> None:
 
 
 def new_prediction(law: LawFile, law_path: Path, record: dict, spec: RunSpec, sizes: dict, data: Path,
-                   planned: dict) -> dict:
+                   planned: LaunchPlan) -> dict:
     """The record to register: the law's predicted loss for the run's (N, D), and everything behind it.
 
     `sizes` holds the run's law_params and tokens (what is predicted) and the requested ones.
@@ -78,5 +75,5 @@ def new_prediction(law: LawFile, law_path: Path, record: dict, spec: RunSpec, si
         "request": record,
         "run": {**spec.to_dict(), **sizes},
         "data": {"path": str(data), "hash": spec.data_hash},
-        "plan": {k: planned[k] for k in PLAN_KEYS},
+        "plan": planned.to_json(),
     }
