@@ -7,19 +7,16 @@ import gzip
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import scaling, start_scaling
 
 from gptcore import data
 from gptcore.data import BUNDLED_CORPUS, BUNDLED_CORPUS_DIR, open_dataset, prepare
 from gptcore.errors import UserError
 from gptcore.tokenizer import EOT_ID, gpt2
-from scaling.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -185,10 +182,8 @@ def test_kill_during_tokenizing_keeps_the_old_dataset(tmp_path, books):
     src = write_jsonl(tmp_path / "books.jsonl", books[:3])
     out = tmp_path / "out"
     old = prepare([src], out, progress=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scaling", "data", "prepare", *map(str, BUNDLED_CORPUS), "--out", str(out)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_scaling("data", "prepare", *map(str, BUNDLED_CORPUS), "--out", str(out), stderr=subprocess.PIPE,
+                         text=True)
     assert "rebuilding" in proc.stderr.readline()
     assert "tokenizing" in proc.stderr.read(11)  # the progress bar is up: it is reading the sources
     proc.kill()
@@ -259,35 +254,26 @@ def test_refuses_an_out_that_is_a_file(tmp_path, books):
 def test_cli_prepare_prints_a_summary(tmp_path, books, capsys):
     src = write_jsonl(tmp_path / "b.jsonl.gz", books[:4])
     out = tmp_path / "out"
-    assert main(["data", "prepare", str(src), "--out", str(out), "--val-fraction", "0.25", "--seed=7"]) == 0
-    captured = capsys.readouterr()
+    captured = scaling("data", "prepare", str(src), "--out", str(out), "--val-fraction", "0.25", "--seed=7",
+                       capsys=capsys)
+    assert captured.returncode == 0
     meta = open_dataset(out).meta
     assert (meta["seed"], meta["val_fraction"], meta["val_docs"]) == (7, 0.25, 1)
-    (line,) = captured.out.splitlines()
+    (line,) = captured.stdout.splitlines()
     assert f"{meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens" in line
     assert f"gpt2-compact {meta['vocab_size']:,} ids" in line
-    assert "tokenizing" in captured.err  # the progress bar
-
-
-def run_cli(argv: list[str]) -> int:
-    """scaling.cli.main's exit code, whether it returns it or argparse exits with it."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
+    assert "tokenizing" in captured.stderr  # the progress bar
 
 
 def test_cli_in_a_real_process(tmp_path, books):
     src = write_jsonl(tmp_path / "b.jsonl", books[:3])
-    cmd = [sys.executable, "-m", "scaling", "data", "prepare", str(src), "--out", str(tmp_path / "out")]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    argv = ["data", "prepare", str(src), "--out", str(tmp_path / "out")]
+    done = scaling(*argv, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "train +" in done.stdout and "tokenizing" in done.stderr
-    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    again = scaling(*argv, timeout=120)
     assert again.returncode == 0 and "up to date" in again.stderr
-    missing = subprocess.run([*cmd[:5], str(tmp_path / "nope.txt"), *cmd[6:]], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=120)
+    missing = scaling(*argv[:2], str(tmp_path / "nope.txt"), *argv[3:], timeout=120)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such file" in missing.stderr
 
 
@@ -334,8 +320,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make_source, ext
     src_dir = tmp_path / "src"
     src_dir.mkdir()
     src = make_source(src_dir)
-    code = run_cli(["data", "prepare", str(src), "--out", str(tmp_path / "out"), "--no-progress", *extra])
-    err = capsys.readouterr().err
+    code, _, err = scaling("data", "prepare", str(src), "--out", str(tmp_path / "out"), "--no-progress", *extra,
+                           capsys=capsys)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("scaling data prepare: error: ") and message in err, err
     assert not (tmp_path / "out" / "meta.json").exists()

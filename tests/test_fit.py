@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import scaling
 from scipy.optimize import minimize_scalar
 
-from scaling.cli import main
 from scaling.fit import chinchilla
 from scaling.fit.api import backtest, fit_runs, resample_counts
 from scaling.fit.data import epoch_chinchilla_table, load_runs, runs_from_frame
@@ -246,12 +246,6 @@ def test_backtest_holds_out_each_budget_and_the_largest_size():
 # --- the CLI
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_fit_json_law_file_and_predict(tmp_path, capsys):
     df = isoflop_sweep()
     df["run_id"] = [f"r{i}" for i in range(len(df))]
@@ -269,8 +263,7 @@ def test_fit_json_law_file_and_predict(tmp_path, capsys):
     )
     src = write_csv(tmp_path, pd.concat([df, extra]))
     law_path = tmp_path / "law.json"
-    code, out, _ = run_cli(
-        capsys,
+    code, out, _ = scaling(
         "fit",
         str(src),
         "--bootstrap",
@@ -282,6 +275,7 @@ def test_fit_json_law_file_and_predict(tmp_path, capsys):
         str(law_path),
         "--plot",
         str(tmp_path / "plots"),
+        capsys=capsys,
     )
     assert code == 0
     s = json.loads(out.strip().splitlines()[-1])
@@ -314,8 +308,8 @@ def test_fit_json_law_file_and_predict(tmp_path, capsys):
     assert pngs == ["frontier.png", "isoflop.png", "loss_vs_compute.png", "parity.png", "residuals.png"]
     assert len(list((tmp_path / "plots").glob("*.svg"))) == 5
 
-    code, out, _ = run_cli(
-        capsys, "predict", "--law", str(law_path), "--params", "400M", "--tokens", "8B", "--json"
+    code, out, _ = scaling(
+        "predict", "--law", str(law_path), "--params", "400M", "--tokens", "8B", "--json", capsys=capsys
     )
     p = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and p["loss"] == pytest.approx(law.law.loss(4e8, 8e9))
@@ -328,8 +322,8 @@ def test_fit_reads_a_sweep_directory_and_the_non_embedding_convention(tmp_path, 
     df["non_embedding_params"] = df.params * 0.8
     df["status"], df["reason"] = "completed", ""
     write_csv(tmp_path, df, "sweep.csv")
-    code, out, _ = run_cli(
-        capsys, "fit", str(tmp_path), "--form", "vpnls", "--param-convention", "non_embedding", "--json"
+    code, out, _ = scaling(
+        "fit", str(tmp_path), "--form", "vpnls", "--param-convention", "non_embedding", "--json", capsys=capsys
     )
     s = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and s["param_convention"] == "non_embedding"
@@ -359,7 +353,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, case):
     src.write_text(text)
     law_path = tmp_path / "law.json"
     law_path.write_text("keep me")
-    code, out, err = run_cli(capsys, "fit", str(src), "--out", str(law_path))
+    code, out, err = scaling("fit", str(src), "--out", str(law_path), capsys=capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("scaling fit: error:") and message in err
     assert law_path.read_text() == "keep me"
@@ -369,12 +363,12 @@ def test_fit_never_writes_its_law_over_a_file_that_is_not_a_law(tmp_path, capsys
     """`--out` naming the runs CSV itself (or a sweep's own files) is refused; an old law file is replaced."""
     src = write_csv(tmp_path, isoflop_sweep())
     before = src.read_bytes()
-    code, _, err = run_cli(capsys, "fit", str(src), "--out", str(src))
+    code, _, err = scaling("fit", str(src), "--out", str(src), capsys=capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "is not a law file" in err
     assert src.read_bytes() == before
     law_path = tmp_path / "law.json"
-    assert run_cli(capsys, "fit", str(src), "--out", str(law_path))[0] == 0
-    assert run_cli(capsys, "fit", str(src), "--out", str(law_path), "--seed", "1")[0] == 0  # a re-fit
+    assert scaling("fit", str(src), "--out", str(law_path), capsys=capsys)[0] == 0
+    assert scaling("fit", str(src), "--out", str(law_path), "--seed", "1", capsys=capsys)[0] == 0  # a re-fit
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -382,7 +376,7 @@ def test_fit_never_writes_its_law_over_a_file_that_is_not_a_law(tmp_path, capsys
     (["--at-flops", ","], "--at-flops: no budgets"),
 ])
 def test_bad_fit_flags_are_one_line_errors(tmp_path, capsys, argv, message):
-    code, _, err = run_cli(capsys, "fit", str(write_csv(tmp_path, isoflop_sweep())), *argv)
+    code, _, err = scaling("fit", str(write_csv(tmp_path, isoflop_sweep())), *argv, capsys=capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
 
 
@@ -390,7 +384,7 @@ def test_a_csv_with_more_fields_than_its_header_is_refused(tmp_path, capsys):
     df = isoflop_sweep()
     src = tmp_path / "ragged.csv"
     src.write_text("params,tokens,loss\n" + "".join(f"{r.params},{r.tokens},{r.loss},x\n" for r in df.itertuples()))
-    code, _, err = run_cli(capsys, "fit", str(src))
+    code, _, err = scaling("fit", str(src), capsys=capsys)
     assert code == 2 and "more fields than the header" in err
 
 
@@ -404,11 +398,11 @@ def test_a_csv_with_more_fields_than_its_header_is_refused(tmp_path, capsys):
 def test_a_law_file_with_malformed_intervals_is_a_one_line_error(tmp_path, capsys, field, value, message):
     src = write_csv(tmp_path, isoflop_sweep())
     law_path = tmp_path / "law.json"
-    assert run_cli(capsys, "fit", str(src), "--out", str(law_path), "--bootstrap", "3")[0] == 0
+    assert scaling("fit", str(src), "--out", str(law_path), "--bootstrap", "3", capsys=capsys)[0] == 0
     raw = json.loads(law_path.read_text())
     raw[field] = value
     law_path.write_text(json.dumps(raw))
-    code, _, err = run_cli(capsys, "predict", "--law", str(law_path), "--params", "124M", "--tokens", "2.5B")
+    code, _, err = scaling("predict", "--law", str(law_path), "--params", "124M", "--tokens", "2.5B", capsys=capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
 
 
@@ -416,19 +410,19 @@ def test_a_law_file_with_malformed_intervals_is_a_one_line_error(tmp_path, capsy
 def test_predict_reads_a_published_law_by_name(capsys, name):
     from scaling.law import PUBLISHED
 
-    code, out, _ = run_cli(capsys, "predict", "--law", name, "--params", "70B", "--tokens", "1.4T", "--json")
+    code, out, _ = scaling("predict", "--law", name, "--params", "70B", "--tokens", "1.4T", "--json", capsys=capsys)
     assert code == 0 and json.loads(out)["loss"] == pytest.approx(PUBLISHED[name].loss(70e9, 1.4e12))
 
 
 def test_single_size_is_refused_by_isoflop_and_bad_predict_inputs(tmp_path, capsys):
     src = write_csv(tmp_path, isoflop_sweep().assign(params=1e8))
-    code, _, err = run_cli(capsys, "fit", str(src), "--form", "isoflop")
+    code, _, err = scaling("fit", str(src), "--form", "isoflop", capsys=capsys)
     assert code == 2 and "at least 3 model sizes" in err
-    code, _, err = run_cli(
-        capsys, "predict", "--law", str(tmp_path / "none.json"), "--params", "1B", "--tokens", "1T"
+    code, _, err = scaling(
+        "predict", "--law", str(tmp_path / "none.json"), "--params", "1B", "--tokens", "1T", capsys=capsys
     )
     assert code == 2 and "does not exist" in err
-    code, _, err = run_cli(capsys, "fit", str(src), "--form", "isoflop", "--out", str(tmp_path / "x.json"))
+    code, _, err = scaling("fit", str(src), "--form", "isoflop", "--out", str(tmp_path / "x.json"), capsys=capsys)
     assert code == 2 and not (tmp_path / "x.json").exists()
 
 
@@ -438,7 +432,7 @@ def test_a_law_whose_loss_rises_with_size_is_not_written(tmp_path, capsys):
     df["loss"] = 2.0 + 0.01 * np.log(df.params) + 400.0 / df.tokens**0.3
     law_path = tmp_path / "law.json"
     law_path.write_text("keep me")
-    code, _, err = run_cli(capsys, "fit", str(write_csv(tmp_path, df)), "--out", str(law_path))
+    code, _, err = scaling("fit", str(write_csv(tmp_path, df)), "--out", str(law_path), capsys=capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "alpha = -" in err and "cannot be extrapolated" in err
     assert law_path.read_text() == "keep me"

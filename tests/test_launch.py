@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import scaling, start_scaling
 
 from scaling.cli import main
 
@@ -33,13 +31,6 @@ eval_batches = 2
 """
 REPORT_KEYS = {"predicted_loss", "predicted_interval", "actual_loss", "relative_error", "within_interval",
                "planned_gpu_hours", "actual_gpu_hours"}
-
-
-def scaling(*argv: str, **kw) -> subprocess.CompletedProcess:
-    """`python -m scaling ARGV` in a fresh process, as a user runs it."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    return subprocess.run([sys.executable, "-m", "scaling", *argv], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +188,7 @@ def test_a_long_run_of_unknown_cost_is_confirmed_too(monkeypatch):
 def test_killed_launch_resumes(fitted, tmp_path):
     out = tmp_path / "killed"
     args = launch_args(fitted, out, "8K")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.Popen([sys.executable, "-m", "scaling", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    proc = start_scaling(*args)
     deadline = time.time() + 300
     ckpt = None
     while time.time() < deadline and proc.poll() is None:

@@ -1,21 +1,16 @@
 """`scaling plan` end to end: the three input modes, the laws, JSON keys, the table, and bad input."""
 
 import json
-import os
-import subprocess
-import sys
-import time
 from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import scaling
 
 from scaling.cli import main
 from scaling.law import CHINCHILLA, EPOCH, KAPLAN, PF_DAY_FLOPS, ChinchillaLaw, LawFile, save_law
 from scaling.planner import PlanRequest, plan
 
-ROOT = Path(__file__).resolve().parent.parent
 JSON_KEYS = {"params", "tokens", "flops", "flops_with_attention", "tokens_per_param", "peak_flops_per_s",
              "mfu", "gpu_hours", "wall_clock_hours", "cost_usd", "energy_kwh", "co2_kg", "memory_gb_per_gpu",
              "min_gpus", "predicted_loss", "compute_optimal"}
@@ -173,26 +168,22 @@ def test_memory_columns_stay_apart_for_the_largest_model(capsys):
     assert mem["total"] > 1e7  # 8 digits before the point: wider than the usual columns
 
 
-def _cli(*argv):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "scaling", "plan", *argv],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
-    return proc, time.perf_counter() - start
+def _plan_traced(*argv: str):
+    """`scaling plan ARGV` in a process of its own, with Python's import trace on stderr."""
+    return scaling("plan", *argv, timeout=60, python_flags=("-X", "importtime"))
 
 
 def test_real_process_answers_without_importing_torch():
-    proc, seconds = _cli("--params", "124M", "--tokens", "2.5B", "--json")
+    proc = _plan_traced("--params", "124M", "--tokens", "2.5B", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["flops"] == pytest.approx(1.86e18)
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line}
     assert "numpy" in imported  # the importtime trace is really there
     assert not any(name == "torch" or name.startswith("torch.") for name in imported)
-    print(f"scaling plan subprocess: {seconds:.2f} s wall")
 
 
 def test_real_process_bad_input_exits_2_with_one_line():
-    proc, _ = _cli("--params", "1B", "--mfu", "1.5")
+    proc = _plan_traced("--params", "1B", "--mfu", "1.5")
     assert proc.returncode == 2 and proc.stdout == ""
     errors = [line for line in proc.stderr.splitlines() if "import time:" not in line]
     assert errors == ["scaling plan: error: --mfu: must be a fraction in (0, 1], such as 0.4; got 1.5"]

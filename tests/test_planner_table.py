@@ -1,10 +1,9 @@
 """Planner vs. published: every check within its tolerance, Chinchilla Table 3, and the README in sync."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import scaling
 
 from scaling import planner_table as pt
 from scaling.law import CHINCHILLA, EPOCH
@@ -45,8 +44,7 @@ def test_readme_section_is_what_the_code_computes_now():
 
 
 def test_readme_example_is_the_real_cli_output():
-    proc = subprocess.run([sys.executable, "-m", "scaling", "plan", *pt.EXAMPLE_ARGV], capture_output=True,
-                          text=True, cwd=pt.README.parent, timeout=60,
-                          env={"PYTHONPATH": str(pt.README.parent), "PATH": "/usr/bin:/bin"})
+    bare = {"PYTHONPATH": str(pt.README.parent), "PATH": "/usr/bin:/bin"}  # no locale or terminal of the user's
+    proc = scaling("plan", *pt.EXAMPLE_ARGV, timeout=60, env=bare)
     assert proc.returncode == 0, proc.stderr
     assert "$ scaling plan " + " ".join(pt.EXAMPLE_ARGV) + "\n" + proc.stdout in pt.readme_section()

@@ -13,7 +13,7 @@ import os
 import signal
 
 import pytest
-from sweep_helpers import pid_alive, rows, scaling, start_scaling, table, wait_for
+from helpers import pid_alive, rows, scaling, start_scaling, table, wait_for
 
 pytestmark = pytest.mark.slow
 

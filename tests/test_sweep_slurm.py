@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from sweep_helpers import rows, start_scaling, table, wait_for
+from helpers import rows, start_scaling, table, wait_for
 
 from sweeps.slurm import cluster_answers
 

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import cli_env
 
 from gptcore.errors import UserError
 from sweeps.grid import make_grid, resolve
 from sweeps.store import Store
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # A writer process: claims runs until none is left, heartbeats, and finishes each with a summary.
 WRITER = textwrap.dedent("""
@@ -44,9 +43,8 @@ def specs(n_sizes: int = 5, n_tokens: int = 8):
 
 
 def writers(sweep_dir: Path, n: int, pause: float) -> list[subprocess.Popen]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-c", WRITER, str(sweep_dir), str(pause)]
-    return [subprocess.Popen(cmd, env=env) for _ in range(n)]
+    return [subprocess.Popen(cmd, env=cli_env()) for _ in range(n)]
 
 
 def check_exactly_once(sweep_dir: Path, n_runs: int) -> list[dict]:

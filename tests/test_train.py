@@ -2,21 +2,18 @@
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import scaling, start_scaling
 
 from gptcore.config import GPTConfig
 from gptcore.errors import UserError
 from gptcore.schedule import lr_at
 
-REPO = Path(__file__).resolve().parents[1]
 GOLDEN_TRAIN_LOSS_STEP_50 = 7.4918
 GOLDEN_FINAL_VAL_LOSS = 6.1483
 
@@ -37,12 +34,6 @@ def test_cosine_and_wsd_schedules():
     assert wsd[-1] == pytest.approx(0.1) and all(a > b for a, b in zip(wsd[80:], wsd[81:], strict=False))
 
 
-def _cli(*args: str, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "scaling", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, **kw)
-
-
 def _tiny_args(data: Path, out: Path, steps: int = 40) -> list[str]:
     # dropout > 0 so that an exact resume also needs the restored torch RNG state
     return ["train", "--data", str(data), "--out", str(out), "--n-layer", "1", "--n-head", "2",
@@ -60,14 +51,12 @@ def _losses(out: Path) -> list[tuple]:
 @pytest.mark.slow
 def test_sigkill_and_rerun_resumes_bitwise(prepared_data, tmp_path):
     data = prepared_data
-    whole = _cli(*_tiny_args(data, tmp_path / "whole"), timeout=300)
+    whole = scaling(*_tiny_args(data, tmp_path / "whole"), timeout=300)
     assert whole.returncode == 0, whole.stderr
     expected = json.loads(whole.stdout.splitlines()[-1])
 
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "scaling", *_tiny_args(data, out)], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_scaling(*_tiny_args(data, out))
     metrics = out / "metrics.jsonl"
     # Kill between checkpoints, after the first one: steps 6-9 are logged but not checkpointed.
     while proc.poll() is None:
@@ -79,7 +68,7 @@ def test_sigkill_and_rerun_resumes_bitwise(prepared_data, tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (out / "summary.json").exists()
 
-    resumed = _cli(*_tiny_args(data, out), timeout=300)
+    resumed = scaling(*_tiny_args(data, out), timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
     got = json.loads(resumed.stdout.splitlines()[-1])
@@ -87,11 +76,11 @@ def test_sigkill_and_rerun_resumes_bitwise(prepared_data, tmp_path):
     assert got["final_val_loss"] == expected["final_val_loss"]
     assert _losses(out) == _losses(tmp_path / "whole")  # every step, no duplicated rows
 
-    again = _cli(*_tiny_args(data, out), timeout=300)  # finished: a no-op that re-prints the summary
+    again = scaling(*_tiny_args(data, out), timeout=300)  # finished: a no-op that re-prints the summary
     assert again.returncode == 0 and "already finished" in again.stdout
     assert json.loads(again.stdout.splitlines()[-1]) == got
 
-    changed = _cli(*_tiny_args(data, out)[:-2], "--lr", "0.01", "--json", timeout=300)
+    changed = scaling(*_tiny_args(data, out)[:-2], "--lr", "0.01", "--json", timeout=300)
     assert changed.returncode == 2
     assert "different config" in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
 
@@ -107,7 +96,7 @@ def test_tiny_model_learns_and_golden_loss(prepared_data, tmp_path):
             "--d-model", "32", "--ctx", "32", "--batch-size", "8", "--max-steps", "300", "--lr", "3e-3",
             "--warmup", "30", "--eval-every", "100", "--eval-batches", "4", "--sample-tokens", "8",
             "--threads", "1", "--dtype", "fp32", "--device", "cpu", "--seed", "1234", "--json", "--no-progress"]
-    run = _cli(*args, timeout=600)
+    run = scaling(*args, timeout=600)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.splitlines()[-1])
     vocab = _vocab(prepared_data)

@@ -1,28 +1,24 @@
 """`scaling train` and `scaling generate` from the command line: bad inputs, sampling, DDP under torchrun."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, cli_env, scaling
 
 from scaling.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--n-layer", "1", "--n-head", "2", "--d-model", "32", "--ctx", "32", "--batch-size", "4",
         "--warmup", "2", "--eval-batches", "2", "--sample-tokens", "4", "--threads", "1", "--dtype", "fp32",
         "--device", "cpu", "--no-progress", "--json"]
 
 
 def _one_line_error(capsys, argv: list[str], match: str) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse's own errors (a flag's value) exit from the parser
-        code = e.code
+    code, _, err = scaling(*argv, capsys=capsys)  # argparse's own errors (a flag's value) included
     assert code == 2
-    err = capsys.readouterr().err.strip()
+    err = err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"scaling {argv[0]}: error:"), err
     assert match in err, err
 
@@ -135,10 +131,9 @@ def test_ddp_on_cpu_matches_one_process_with_accumulation(prepared_data, tmp_pat
     """torchrun, 2 gloo processes x 4 sequences == 1 process x 2 micro-batches of 4: the same batches
     (they derive from (seed, step)) and the same averaged gradients, up to float summation order."""
     steps = ["--max-steps", "6", "--eval-every", "3", "--data", str(prepared_data)]
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     ddp = subprocess.run([*torchrun, "-m", "scaling", "train", *TINY, *steps, "--out", str(tmp_path / "ddp")],
-                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+                         capture_output=True, text=True, env=cli_env(OMP_NUM_THREADS="1"), cwd=ROOT, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     got = json.loads(ddp.stdout.strip().splitlines()[-1])
     assert got["world_size"] == 2 and got["tokens"] == 6 * 2 * 4 * 32

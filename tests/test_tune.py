@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 import pytest
-from sweep_helpers import scaling
+from helpers import scaling
 
 from gptcore.errors import UserError
 from sweeps.hparams import load_lr_law
