@@ -276,9 +276,6 @@ class Store:
     def rows(self) -> list[dict]:
         return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY rowid")]
 
-    def counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status")}
-
     def _write_csv(self, db: sqlite3.Connection) -> None:
         """Rewrite sweep.csv from the rows that have an outcome. Called inside a write transaction."""
         buf = io.StringIO()

@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-PEAK_CACHE = Path("scaling") / "cpu_matmul_peak.json"  # relative to XDG_CACHE_HOME, as gptcore writes it
+from helpers import PEAK_CACHE
 
 
 @pytest.fixture(scope="session", autouse=True)

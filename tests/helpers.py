@@ -4,6 +4,7 @@ and table, wait for a condition."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
+PEAK_CACHE = Path("scaling") / "cpu_matmul_peak.json"  # relative to XDG_CACHE_HOME, as gptcore writes it
 
 
 class Ran(NamedTuple):
@@ -50,6 +52,12 @@ def start_scaling(*argv: str, log: Path | None = None, **popen) -> subprocess.Po
     with open(log or os.devnull, "wb") as f:
         return subprocess.Popen([sys.executable, "-m", "scaling", *argv], env=cli_env(), cwd=ROOT,
                                 stdin=subprocess.DEVNULL, **{"stdout": f, "stderr": subprocess.STDOUT, **popen})
+
+
+def cached_cpu_peaks(precision: str) -> list[float]:
+    """The CPU matmul peaks (FLOP/s) in this session's cache (conftest's private XDG_CACHE_HOME), one a CPU."""
+    cache = json.loads((Path(os.environ["XDG_CACHE_HOME"]) / PEAK_CACHE).read_text())
+    return [entry[precision] for entry in cache.values() if precision in entry]
 
 
 def table(sweep_dir: Path) -> list[dict]:

@@ -13,11 +13,26 @@ def test_training_flops_is_6nd():
     assert formulas.training_flops(1e9, 2e10) == pytest.approx(1.2e20)
 
 
-def test_attention_term_is_palm_12_l_h_q_t_per_token():
-    cfg = GPTConfig(n_layer=12, n_head=12, d_model=768, ctx=1024)
-    with_attention = formulas.training_flops_with_attention(124e6, 1e9, cfg, 1024)
-    extra = with_attention - formulas.training_flops(124e6, 1e9)
-    assert extra == pytest.approx(12 * 12 * 12 * 64 * 1024 * 1e9)
+def test_attention_term_is_what_torch_counts_in_a_real_training_step():
+    """PaLM's 12*L*H*Q*T per token, against torch's own FLOP counter over a forward and backward of the model:
+    whatever the matmuls do beyond 6 FLOPs per weight per token is the attention's."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gptcore.model import GPT
+
+    cfg = GPTConfig(vocab_size=97, ctx=64, n_layer=2, n_head=4, d_model=64, bias=False, dropout=0.0)
+    model = GPT(cfg)
+    batch = torch.randint(0, cfg.vocab_size, (2, cfg.ctx))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # the math kernel's matmuls
+        model(batch, batch).backward()  # are counted; the fused CPU kernel's are not
+    tokens = batch.numel()
+    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    attention = counter.get_total_flops() - 6 * weights * tokens
+    assert attention > 0
+    with_attention = formulas.training_flops_with_attention(weights, tokens, cfg, cfg.ctx)
+    assert with_attention - formulas.training_flops(weights, tokens) == pytest.approx(attention, rel=1e-9)
 
 
 def test_gpu_hours_wall_clock_cost_energy_co2():

@@ -6,7 +6,6 @@ kill -9 of a sweep and its re-run, a worker killed mid-run, and a run over its t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -57,8 +56,6 @@ def test_tiny_grid_end_to_end_then_fit(prepared_data, tmp_path):
     assert again.returncode == 0 and "(0 new, 12 finished" in again.stdout
     assert all(r["attempts"] == 1 and r["completions"] == 1 for r in rows(out).values())
 
-    if importlib.util.find_spec("scaling.commands.fit") is None:
-        pytest.skip("scaling fit is not in this checkout yet; sweep.csv was checked above")
     fit = scaling("fit", str(out))
     assert fit.returncode == 0, fit.stderr[-2000:]
 
