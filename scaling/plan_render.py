@@ -110,8 +110,9 @@ def render_plan(p: Plan) -> str:
         lines.append(f"  {label:<14}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)))
     device_mem = f"{m.device_memory_gb:g} GB" if m.device_memory_gb is not None else "unknown"
     lines += [
-        f"  ZeRO shards over the {p.gpus} GPUs (Rajbhandari et al. 2020); activations by Korthikanti et "
-        f"al. 2022 eq. 1 ({m.activations_recomputed:.2f} GB with full recomputation)",
+        f"  ZeRO shards over the {p.gpus} GPUs (Rajbhandari et al. 2020); activations as the trainer keeps "
+        f"them, fused attention storing no scores (Korthikanti et al. 2022 §4, Dao et al. 2022) "
+        f"({m.activations_recomputed:.2f} GB with full recomputation)",
         f"  device memory {device_mem}; fewest GPUs the run fits on: {p.min_gpus or na} "
         f"({p.min_gpus_how})",
     ]

@@ -241,7 +241,7 @@ def _memory_plan(req: PlanRequest, cfg: GPTConfig,
     """
     n_weights = count_params(cfg)
     memory = training_memory(n_weights, cfg, req.micro_batch, req.precision)
-    recomputed = training_memory(n_weights, cfg, req.micro_batch, req.precision, recompute=True)
+    recomputed = training_memory(n_weights, cfg, req.micro_batch, req.precision, recompute="full")
     table = MemoryPlan(memory, {s: memory.sharded(s, req.gpus) for s in ZERO_STAGES}, recomputed.activations,
                        device_memory)
     if device_memory is None:
