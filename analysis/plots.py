@@ -1,6 +1,6 @@
 """Plots of a fit (seaborn): loss against compute, isoFLOP parabolas, N_opt against C, residuals, parity.
 
-Each `plot_*` draws onto a matplotlib Axes and reads only the run table and the FitResult; `plot_all` writes
+Each `plot_*` draws onto a matplotlib Axes and reads only the run table and the FittedLaw; `plot_all` writes
 every plot that applies to the form as PNG and SVG. Diverged or failed runs are drawn as x.
 """
 
@@ -21,7 +21,7 @@ from matplotlib.ticker import ScalarFormatter
 from gptcore.fileio import atomic_write_bytes
 from scaling.fit.data import RunTable
 from scaling.fit.estimators import budget_groups, isoflop_parabola
-from scaling.fit.result import FitResult
+from scaling.law import FittedLaw
 
 PALETTE = "viridis"
 EXTRAPOLATE = 100.0  # the frontier plot runs this far beyond the largest budget
@@ -86,7 +86,7 @@ def _colorbar(ax, table: RunTable) -> None:
     ax.figure.colorbar(sm, ax=ax, label=f"N ({table.param_convention} params)")
 
 
-def plot_loss_vs_compute(result: FitResult, table: RunTable, ax) -> None:
+def plot_loss_vs_compute(result: FittedLaw, table: RunTable, ax) -> None:
     """Loss against compute (log-log), points coloured by N, fitted iso-N curves and the optimal frontier."""
     _scatter(ax, table, "flops")
     c = np.geomspace(table.flops.min() / 2, table.flops.max() * 2, 200)
@@ -122,7 +122,7 @@ def _some(values: np.ndarray, k: int) -> np.ndarray:
     return values if len(values) <= k else values[np.linspace(0, len(values) - 1, k).round().astype(int)]
 
 
-def isoflop_budgets(result: FitResult, table: RunTable) -> list[dict]:
+def isoflop_budgets(result: FittedLaw, table: RunTable) -> list[dict]:
     """Per compute budget: its points, parabola in log N and minimum (the isoflop fit's, or fitted here)."""
     if result.form == "isoflop":
         budgets = {round(b["flops"], -10): b for b in result.details["budgets"]}
@@ -149,7 +149,7 @@ def isoflop_budgets(result: FitResult, table: RunTable) -> list[dict]:
     return out
 
 
-def plot_isoflop(result: FitResult, table: RunTable, ax) -> None:
+def plot_isoflop(result: FittedLaw, table: RunTable, ax) -> None:
     """Loss against N at each compute budget, with the fitted parabolas (in log N) and their minima."""
     budgets = isoflop_budgets(result, table)
     cmap = matplotlib.colormaps["magma"]
@@ -194,7 +194,7 @@ def plot_isoflop(result: FitResult, table: RunTable, ax) -> None:
     )
 
 
-def plot_frontier(result: FitResult, table: RunTable, ax) -> None:
+def plot_frontier(result: FittedLaw, table: RunTable, ax) -> None:
     """N_opt against C: the fitted line over the data, its extrapolation, and the bootstrap interval band."""
     c_lo, c_hi = table.flops.min(), table.flops.max()
     c_fit = np.geomspace(c_lo, c_hi, 100)
@@ -245,7 +245,7 @@ def _scatter_by_size(df, x: str, y: str, table: RunTable, ax) -> None:
     _colorbar(ax, table)
 
 
-def plot_residuals(result: FitResult, table: RunTable, ax) -> None:
+def plot_residuals(result: FittedLaw, table: RunTable, ax) -> None:
     """Predicted minus actual loss against compute, coloured by N."""
     df = _points(table).assign(residual=result.law.loss(table.params, table.tokens) - table.loss)
     _scatter_by_size(df, "flops", "residual", table, ax)
@@ -258,7 +258,7 @@ def plot_residuals(result: FitResult, table: RunTable, ax) -> None:
     )
 
 
-def plot_parity(result: FitResult, table: RunTable, ax) -> None:
+def plot_parity(result: FittedLaw, table: RunTable, ax) -> None:
     """Predicted against actual loss; the diagonal is a perfect fit."""
     df = _points(table).assign(predicted=result.law.loss(table.params, table.tokens))
     _scatter_by_size(df, "loss", "predicted", table, ax)
@@ -267,7 +267,7 @@ def plot_parity(result: FitResult, table: RunTable, ax) -> None:
     ax.set(xlabel="actual loss", ylabel="predicted loss", title="Parity")
 
 
-def plots_for(result: FitResult) -> dict:
+def plots_for(result: FittedLaw) -> dict:
     """The plots that apply to a fit's form, by file stem."""
     plots = {"loss_vs_compute": plot_loss_vs_compute, "isoflop": plot_isoflop}
     if result.has_frontier:
@@ -277,7 +277,7 @@ def plots_for(result: FitResult) -> dict:
     return plots
 
 
-def plot_all(result: FitResult, table: RunTable, out_dir: str | Path) -> list[Path]:
+def plot_all(result: FittedLaw, table: RunTable, out_dir: str | Path) -> list[Path]:
     """Draw every plot that applies and write each as PNG and SVG (atomically); returns the paths written."""
     out_dir = Path(out_dir)
     written = []

@@ -22,7 +22,7 @@ from analysis.prediction import PREDICTION_NAME
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from scaling import formulas
-from scaling.law import LawFile, file_sha256, load_law
+from scaling.law import FittedLaw, file_sha256
 
 FINAL_COLOR = "crimson"
 
@@ -41,7 +41,7 @@ def read_launch(out: Path) -> dict:
     if not (run / "summary.json").is_file():
         raise UserError(f"the final run in {run} has not finished; re-run `scaling launch` to resume it")
     law_path = Path(prediction["law"]["path"])
-    law = load_law(law_path) if law_path.is_file() else None
+    law = FittedLaw.load(law_path) if law_path.is_file() else None
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return {"out": out, "prediction": prediction, "summary": json.loads((run / "summary.json").read_text()),
             "metrics": metrics, "law": law,
@@ -113,16 +113,6 @@ def report_numbers(launch: dict) -> dict:
 # ----------------------------------------------------------------------------- the plots
 
 
-def fit_result_of(law: LawFile):
-    """The law file as the FitResult that analysis.plots draws."""
-    from scaling.fit.result import FitResult
-
-    boot = np.asarray(law.bootstrap_params, float) if law.bootstrap_params else None
-    return FitResult(form=law.form, params=law.law.to_dict(), objective=float(law.extra.get("objective", math.nan)),
-                     n_points=int(law.rows.get("n", 0)), law=law.law, param_convention=law.param_convention,
-                     bootstrap=boot, ci=law.ci, ci_level=law.ci_level)
-
-
 def sweep_table(launch: dict):
     """The runs the law was fitted on, when its sweep table is still there."""
     from scaling.fit.data import load_runs
@@ -144,8 +134,7 @@ def plot_extrapolation(launch: dict, nums: dict, table, ax) -> None:
     from analysis.plots import plot_loss_vs_compute
 
     law = launch["law"]
-    result = fit_result_of(law)
-    plot_loss_vs_compute(result, table, ax)
+    plot_loss_vs_compute(law, table, ax)
     c_final = nums["planned_flops"]  # 6ND, as the law's curves are drawn
     c = np.geomspace(table.flops.max(), c_final * 2, 100)
     n_opt, d_opt = law.law.compute_optimal(c)
@@ -167,7 +156,7 @@ def plot_parity_with_final(launch: dict, nums: dict, table, ax) -> None:
     """analysis.plots' parity plot of the sweep, with the final run's predicted (and interval) against actual."""
     from analysis.plots import plot_parity
 
-    plot_parity(fit_result_of(launch["law"]), table, ax)
+    plot_parity(launch["law"], table, ax)
     if nums["actual_loss"] is not None:
         _final_point(ax, nums["actual_loss"], nums["predicted_loss"], nums["predicted_interval"],
                      f"final run (relative error {100 * nums['relative_error']:+.2f}%)")

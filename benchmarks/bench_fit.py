@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from scaling.fit import chinchilla
-from scaling.fit.api import resample_counts
 from scaling.fit.data import epoch_chinchilla_table, runs_from_frame
+from scaling.fit.fitting import resample_counts
 
 DATA = (
     Path(__file__).resolve().parents[1] / "analysis" / "data" / "epoch_chinchilla" / "svg_extracted_data.csv"

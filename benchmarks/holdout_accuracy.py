@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from scaling.cli import main as scaling
-from scaling.fit.api import fit_runs, law_file
 from scaling.fit.data import RunTable, load_runs
 from scaling.fit.estimators import budget_groups
+from scaling.fit.fitting import fit_runs, law_for_file
 
 
 def held_out_sets(table: RunTable) -> dict[str, np.ndarray]:
@@ -37,7 +37,7 @@ def held_out_sets(table: RunTable) -> dict[str, np.ndarray]:
 def holdout(table: RunTable, held: np.ndarray, bootstrap: int, seed: int) -> dict:
     """Fit on the runs not held; predict the held-out runs with intervals."""
     result = fit_runs(table.subset(~held), "chinchilla", bootstrap=bootstrap, seed=seed)
-    law = law_file(result, table.subset(~held))
+    law = law_for_file(result)
     rows = []
     for i in np.flatnonzero(held):
         point, interval = law.predict_loss(float(table.params[i]), float(table.tokens[i]))

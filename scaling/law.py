@@ -1,6 +1,8 @@
-"""Parametric scaling laws L(N, D) = E + A/N^alpha + B/D^beta, the published fits, and the law file.
+"""Parametric scaling laws L(N, D) = E + A/N^alpha + B/D^beta, the published fits, and the fitted law.
 
-numpy only. The compute-optimal frontier here is the one both `scaling fit` and `scaling plan` use.
+numpy only. The loss and the compute-optimal frontier are written once, in `ChinchillaLaw`, and accept arrays
+both ways: evaluated at many (N, D) or C, and with many parameter sets at once (`ChinchillaLaw.from_rows`, the
+bootstrap replicates). `FittedLaw` is a fit in memory and the law file on disk, one type.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,27 @@ from gptcore.fileio import atomic_write_json
 
 LAW_SCHEMA = "scaling-law/1"
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
+LAW_FILE_KEYS = ("schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options", "rows",
+                 "bootstrap_params", "objective", "n_points", "warnings", "at_flops")
+
+
+def percentile_interval(samples, level: float) -> list:
+    """The central `level` percentile interval over axis 0: [lo, hi] floats for one column, lists for several.
+
+    NaN samples (bootstrap refits that were refused) are left out.
+    """
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
+    return [float(lo), float(hi)] if np.ndim(lo) == 0 else [lo.tolist(), hi.tolist()]
 
 
 @dataclass(frozen=True)
 class ChinchillaLaw:
-    """Hoffmann et al. 2022 eq. (2): L(N, D) = E + A / N^alpha + B / D^beta."""
+    """Hoffmann et al. 2022 eq. (2): L(N, D) = E + A / N^alpha + B / D^beta.
+
+    The parameters are floats, or (K, 1) columns for K laws at once (`from_rows`): then loss and frontier at m
+    points come back as (K, m) arrays, by broadcasting, from the same formulas.
+    """
 
     E: float
     A: float
@@ -30,9 +48,16 @@ class ChinchillaLaw:
     alpha: float
     beta: float
 
+    @classmethod
+    def from_rows(cls, rows) -> ChinchillaLaw:
+        """K laws from rows of (E, A, B, alpha, beta), each parameter a (K, 1) column."""
+        rows = np.atleast_2d(np.asarray(rows, dtype=float))
+        return cls(*(rows[:, j, None] for j in range(len(PARAM_NAMES))))
+
     def loss(self, params, tokens):
         n, d = np.asarray(params, dtype=float), np.asarray(tokens, dtype=float)
-        return self.E + self.A / n**self.alpha + self.B / d**self.beta
+        with np.errstate(over="ignore"):  # a degenerate refit (exponent far below 0) predicts an infinite loss
+            return self.E + self.A / n**self.alpha + self.B / d**self.beta
 
     @property
     def a(self) -> float:
@@ -65,6 +90,20 @@ class ChinchillaLaw:
         return {k: float(getattr(self, k)) for k in PARAM_NAMES}
 
 
+@dataclass(frozen=True)
+class PowerLawFrontier:
+    """The frontier Approaches 1 and 2 fit directly: N_opt = k_N C^a, D_opt = k_D C^b (floats or columns)."""
+
+    k_N: float
+    a: float
+    k_D: float
+    b: float
+
+    def compute_optimal(self, flops):
+        c = np.asarray(flops, dtype=float)
+        return self.k_N * c**self.a, self.k_D * c**self.b
+
+
 PF_DAY_FLOPS = 1e15 * 86400.0  # one petaFLOP/s-day, Kaplan et al. 2020's unit of compute
 
 
@@ -86,6 +125,16 @@ class KaplanLaw:
     def loss(self, params, tokens):
         n, d = np.asarray(params, dtype=float), np.asarray(tokens, dtype=float)
         return ((self.N_c / n) ** (self.alpha_N / self.alpha_D) + self.D_c / d) ** self.alpha_D
+
+    @property
+    def a(self) -> float:
+        """Exponent of N_opt ∝ C^a."""
+        return self.n_opt_exp
+
+    @property
+    def b(self) -> float:
+        """Exponent of D_opt ∝ C^b: D = C / (6 N_opt)."""
+        return 1.0 - self.n_opt_exp
 
     def compute_optimal(self, flops):
         """N_opt = 1.3e9 (C / 1 PF-day)^0.73, and D_opt = C / (6 N_opt) from C = 6ND."""
@@ -111,34 +160,116 @@ PUBLISHED = {"chinchilla": CHINCHILLA, "epoch": EPOCH}
 KAPLAN = KaplanLaw()
 
 
-@dataclass
-class LawFile:
-    """What `scaling fit --out` writes and `scaling plan/predict/launch --law` read."""
+@dataclass(frozen=True, eq=False)  # eq=False: the bootstrap array has no truth value to compare by
+class FittedLaw:
+    """A fitted law: what every estimator's fit returns, what `scaling fit --out` saves as the law file and
+    what `scaling plan/predict/launch --law` load. A published law is one too (`FittedLaw.of`).
 
-    law: ChinchillaLaw
+    `params` are the form's own (E, A, B, alpha, beta for chinchilla/vpnls; k_N, a, k_D, b for isoflop and
+    envelope; the three power laws for kaplan). `law` is set when the form predicts L(N, D). `bootstrap` holds
+    the refitted params, one row per replicate, columns in `params`' order (NaN rows: refused refits).
+    """
+
+    form: str
+    params: dict[str, float]
+    law: ChinchillaLaw | KaplanLaw | None = None
+    objective: float = math.nan  # what the estimator minimised (summed Huber for chinchilla, else squares)
+    n_points: int = 0
+    param_convention: str = "total"
+    excluded: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    options: dict = field(default_factory=dict)  # the fit's settings; "fit_options" in the law file
+    details: dict = field(default_factory=dict)  # per-budget parabolas, envelope points, refusals, at_flops
+    bootstrap: np.ndarray | None = None
     ci: dict[str, list[float]] = field(default_factory=dict)
     ci_level: float = 0.95
-    bootstrap_params: list[list[float]] = field(default_factory=list)  # rows of (E, A, B, alpha, beta)
-    param_convention: str = "total"
-    form: str = "chinchilla"
-    fit_options: dict = field(default_factory=dict)
-    rows: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    rows: dict = field(default_factory=dict)  # which rows were fitted: RunTable.rows_record()
+    extra: dict = field(default_factory=dict)  # law-file keys this version does not know, kept when re-saved
+
+    def __post_init__(self):
+        if self.bootstrap is not None:  # rows given as lists (a hand-written law); none at all is None
+            boot = np.asarray(self.bootstrap, dtype=float).reshape(-1, len(self.params))
+            object.__setattr__(self, "bootstrap", boot if len(boot) else None)
+
+    @classmethod
+    def of(cls, law: ChinchillaLaw | KaplanLaw, **kwargs) -> FittedLaw:
+        """A law given by its parameters (a published one, or one written by hand)."""
+        form = "kaplan" if isinstance(law, KaplanLaw) else "chinchilla"
+        return cls(form=form, params=law.to_dict(), law=law, **kwargs)
+
+    # ------------------------------------------------------------------------- the law and its frontier
+
+    @property
+    def frontier(self) -> ChinchillaLaw | KaplanLaw | PowerLawFrontier | None:
+        """The compute-optimal frontier: the loss law's closed form (the planner's), the fitted power laws,
+        or None (a kaplan fit's L(N), L(D), L(C) give none)."""
+        if self.law is not None:
+            return self.law
+        if "k_N" in self.params:
+            return PowerLawFrontier(**{k: self.params[k] for k in ("k_N", "a", "k_D", "b")})
+        return None
+
+    @property
+    def a(self) -> float | None:
+        """Exponent of N_opt ∝ C^a, when the form has a frontier."""
+        return None if self.frontier is None else self.frontier.a
+
+    @property
+    def b(self) -> float | None:
+        """Exponent of D_opt ∝ C^b, when the form has a frontier."""
+        return None if self.frontier is None else self.frontier.b
+
+    @property
+    def has_frontier(self) -> bool:
+        return self.frontier is not None
+
+    def compute_optimal(self, flops):
+        """(N_opt, D_opt) at compute C."""
+        return self.frontier.compute_optimal(flops)
+
+    # ------------------------------------------------------------------------- the bootstrap
+
+    @property
+    def n_bootstrap(self) -> int:
+        return 0 if self.bootstrap is None else len(self.bootstrap)
+
+    def replicates(self) -> ChinchillaLaw | PowerLawFrontier | None:
+        """Every bootstrap replicate at once: the law (or frontier) with (K, 1) parameter columns."""
+        if self.bootstrap is None or not self.has_frontier:
+            return None
+        cols = dict(zip(self.params, self.bootstrap.T[:, :, None], strict=True))
+        if isinstance(self.law, ChinchillaLaw):
+            return ChinchillaLaw(**{k: cols[k] for k in PARAM_NAMES})
+        return PowerLawFrontier(**{k: cols[k] for k in ("k_N", "a", "k_D", "b")})
+
+    def bootstrap_frontiers(self, flops) -> tuple[np.ndarray, np.ndarray] | None:
+        """N_opt and D_opt at `flops` for every bootstrap replicate: arrays (K, len(flops))."""
+        reps = self.replicates()
+        return None if reps is None else reps.compute_optimal(np.atleast_1d(np.asarray(flops, float)))
+
+    def bootstrap_losses(self, params, tokens) -> np.ndarray | None:
+        """Predicted loss at (N, D) for every bootstrap replicate (K, len(N))."""
+        if not isinstance(self.law, ChinchillaLaw):
+            return None
+        reps = self.replicates()
+        n, d = np.atleast_1d(np.asarray(params, float)), np.atleast_1d(np.asarray(tokens, float))
+        return None if reps is None else reps.loss(n, d)
+
+    def interval(self, samples) -> list:
+        """The percentile interval of samples at this law's level."""
+        return percentile_interval(samples, self.ci_level)
 
     def predict_loss(self, params, tokens) -> tuple[float, list[float] | None]:
         """The point prediction, and its percentile interval from the bootstrap fits when there are any."""
-        point = float(self.law.loss(params, tokens))
-        if not self.bootstrap_params:
-            return point, None
-        p = np.asarray(self.bootstrap_params, dtype=float)
-        with np.errstate(over="ignore"):  # a degenerate refit (exponent far below 0) predicts an infinite loss
-            losses = p[:, 0] + p[:, 1] / params ** p[:, 3] + p[:, 2] / tokens ** p[:, 4]
-        tail = 100 * (1 - self.ci_level) / 2
-        lo, hi = np.percentile(losses, [tail, 100 - tail])
-        return point, [float(lo), float(hi)]
+        losses = self.bootstrap_losses(params, tokens)
+        return float(self.law.loss(params, tokens)), None if losses is None else self.interval(losses[:, 0])
 
-    def to_dict(self) -> dict:
-        return {
+    # ------------------------------------------------------------------------- the law file
+
+    def to_json(self) -> dict:
+        """The law file (schema scaling-law/1) of a law that predicts L(N, D), with its fit's provenance."""
+        out = {
             "schema": LAW_SCHEMA,
             "form": self.form,
             "params": self.law.to_dict(),
@@ -147,11 +278,83 @@ class LawFile:
             "ci": self.ci,
             "ci_level": self.ci_level,
             "param_convention": self.param_convention,
-            "fit_options": self.fit_options,
+            "fit_options": self.options,
             "rows": self.rows,
-            "bootstrap_params": self.bootstrap_params,
-            **self.extra,
+            "bootstrap_params": [] if self.bootstrap is None else self.bootstrap.tolist(),
+            "objective": self.objective if math.isfinite(self.objective) else None,
+            "n_points": self.n_points,
+            "warnings": self.warnings,
         }
+        if self.details.get("at_flops"):
+            out["at_flops"] = self.details["at_flops"]
+        return {**out, **self.extra}
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> FittedLaw:
+        """Read a law file, with a one-line UserError for a missing, foreign or malformed one."""
+        path = Path(path)
+        raw = _read_law_json(path)
+        try:
+            values = {k: float(raw["params"][k]) for k in PARAM_NAMES}
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"law file {path} lacks numeric params {', '.join(PARAM_NAMES)}") from None
+        if params_problem(values):
+            raise UserError(f"law file {path} has non-finite params, a negative E, or A, B, alpha, beta not positive")
+        ci_level = raw.get("ci_level", 0.95)
+        if isinstance(ci_level, bool) or not isinstance(ci_level, (int, float)) or not 0 < ci_level < 1:
+            raise UserError(f"law file {path}: ci_level must be a number in (0, 1), got {ci_level!r}")
+        try:
+            replicates = np.asarray(raw.get("bootstrap_params") or np.empty((0, 5)), dtype=float)
+        except (TypeError, ValueError):
+            replicates = None
+        if replicates is None or replicates.ndim != 2 or replicates.shape[1] != len(PARAM_NAMES):
+            raise UserError(f"law file {path}: bootstrap_params must be rows of {', '.join(PARAM_NAMES)}")
+        if not isinstance(raw.get("ci") or {}, dict):
+            raise UserError(f"law file {path}: ci must be an object of intervals")
+        rows = raw.get("rows") if isinstance(raw.get("rows"), dict) else {}
+        objective, n_points = raw.get("objective"), raw.get("n_points", rows.get("n"))
+        return cls(
+            form=raw.get("form", "chinchilla"),
+            params=values,
+            law=ChinchillaLaw(**values),
+            objective=float(objective) if _is_number(objective) else math.nan,
+            n_points=int(n_points) if _is_number(n_points) else 0,
+            param_convention=raw.get("param_convention", "total"),
+            excluded=rows.get("excluded") or {},
+            options=raw.get("fit_options") or {},
+            details={"at_flops": raw["at_flops"]} if raw.get("at_flops") else {},
+            bootstrap=replicates,
+            ci=raw.get("ci") or {},
+            ci_level=float(ci_level),
+            warnings=raw.get("warnings") or [],
+            rows=rows,
+            extra={k: v for k, v in raw.items() if k not in LAW_FILE_KEYS},
+        )
+
+    def with_finite_bootstrap(self) -> FittedLaw:
+        """The same law without the bootstrap rows that hold a refused (NaN) or infinite refit."""
+        if self.bootstrap is None:
+            return self
+        return replace(self, bootstrap=self.bootstrap[np.all(np.isfinite(self.bootstrap), axis=1)])
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _read_law_json(path: Path) -> dict:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"law file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"law file {path} is not valid JSON ({e.__class__.__name__})") from None
+    if not isinstance(raw, dict) or raw.get("schema") != LAW_SCHEMA:
+        raise UserError(f"law file {path} is not a scaling law file (expected schema {LAW_SCHEMA!r})")
+    return raw
 
 
 def params_problem(params: dict[str, float]) -> str | None:
@@ -159,10 +362,6 @@ def params_problem(params: dict[str, float]) -> str | None:
     show no irreducible loss); A, B and the exponents must be positive, or loss would not fall with N or D."""
     bad = [k for k, v in params.items() if not math.isfinite(v) or v < 0 or (v == 0 and k != "E")]
     return None if not bad else ", ".join(f"{k} = {params[k]:.3g}" for k in bad)
-
-
-def save_law(path: str | Path, law_file: LawFile) -> None:
-    atomic_write_json(path, law_file.to_dict())
 
 
 def check_law_destination(path: str | Path) -> None:
@@ -176,49 +375,6 @@ def check_law_destination(path: str | Path) -> None:
         schema = None
     if schema != LAW_SCHEMA:
         raise UserError(f"{path} exists and is not a law file; not overwritten (give another path)")
-
-
-def load_law(path: str | Path) -> LawFile:
-    """Read a law file, with a one-line UserError for a missing, foreign or malformed one."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"law file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"law file {path} is not valid JSON ({e.__class__.__name__})") from None
-    if not isinstance(raw, dict) or raw.get("schema") != LAW_SCHEMA:
-        raise UserError(f"law file {path} is not a scaling law file (expected schema {LAW_SCHEMA!r})")
-    try:
-        values = {k: float(raw["params"][k]) for k in PARAM_NAMES}
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"law file {path} lacks numeric params {', '.join(PARAM_NAMES)}") from None
-    if params_problem(values):
-        raise UserError(f"law file {path} has non-finite params, a negative E, or A, B, alpha, beta not positive")
-    ci_level = raw.get("ci_level", 0.95)
-    if isinstance(ci_level, bool) or not isinstance(ci_level, (int, float)) or not 0 < ci_level < 1:
-        raise UserError(f"law file {path}: ci_level must be a number in (0, 1), got {ci_level!r}")
-    try:
-        replicates = np.asarray(raw.get("bootstrap_params") or np.empty((0, 5)), dtype=float)
-    except (TypeError, ValueError):
-        replicates = None
-    if replicates is None or replicates.ndim != 2 or replicates.shape[1] != len(PARAM_NAMES):
-        raise UserError(f"law file {path}: bootstrap_params must be rows of {', '.join(PARAM_NAMES)}")
-    if not isinstance(raw.get("ci") or {}, dict):
-        raise UserError(f"law file {path}: ci must be an object of intervals")
-    known = {"schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options",
-             "rows", "bootstrap_params"}
-    return LawFile(
-        law=ChinchillaLaw(**values),
-        ci=raw.get("ci") or {},
-        ci_level=float(ci_level),
-        bootstrap_params=replicates.tolist(),
-        param_convention=raw.get("param_convention", "total"),
-        form=raw.get("form", "chinchilla"),
-        fit_options=raw.get("fit_options") or {},
-        rows=raw.get("rows") or {},
-        extra={k: v for k, v in raw.items() if k not in known},
-    )
 
 
 def file_sha256(path: str | Path) -> str:

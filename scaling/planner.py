@@ -17,7 +17,7 @@ from gptcore.errors import UserError
 from gptcore.hardware import PRECISIONS, Device, get_device
 from scaling import formulas
 from scaling.carbon import grid_intensity
-from scaling.law import KAPLAN, PUBLISHED, LawFile, file_sha256, load_law
+from scaling.law import KAPLAN, PUBLISHED, FittedLaw, file_sha256
 from scaling.memory import ZERO_STAGES, MemoryGB, min_gpus, training_memory
 
 DEFAULT_GPU = "H100-SXM"
@@ -58,15 +58,15 @@ class PlanRequest:
 # ----------------------------------------------------------------------------- inputs
 
 
-def resolve_law(name_or_path: str) -> tuple[LawFile, str]:
+def resolve_law(name_or_path: str) -> tuple[FittedLaw, str]:
     """A published law by name (chinchilla, epoch, kaplan) or a `scaling fit` law file, and its source."""
     key = name_or_path.lower()
     if key in PUBLISHED:
-        return LawFile(law=PUBLISHED[key]), LAW_SOURCES[key]
+        return FittedLaw.of(PUBLISHED[key]), LAW_SOURCES[key]
     if key == "kaplan":
-        return LawFile(law=KAPLAN, form="kaplan"), LAW_SOURCES[key]
+        return FittedLaw.of(KAPLAN), LAW_SOURCES[key]
     try:
-        law_file = load_law(name_or_path)
+        law_file = FittedLaw.load(name_or_path)
     except UserError as e:
         raise UserError(f"--law: {e}; use chinchilla, epoch, kaplan or a `scaling fit` law file") from None
     return law_file, f"law file {name_or_path} (sha256 {file_sha256(name_or_path)[:12]})"

@@ -14,10 +14,10 @@ from helpers import scaling
 from scipy.optimize import minimize_scalar
 
 from scaling.fit import chinchilla
-from scaling.fit.api import backtest, fit_runs, resample_counts
 from scaling.fit.data import epoch_chinchilla_table, load_runs, runs_from_frame
 from scaling.fit.estimators import Refusal, isoflop_parabola, isoflop_point, lower_envelope
-from scaling.law import EPOCH, PARAM_NAMES, ChinchillaLaw, load_law
+from scaling.fit.fitting import backtest, fit_runs, resample_counts
+from scaling.law import EPOCH, PARAM_NAMES, ChinchillaLaw, FittedLaw
 
 EPOCH_CSV = (
     Path(__file__).resolve().parents[1] / "analysis" / "data" / "epoch_chinchilla" / "svg_extracted_data.csv"
@@ -300,10 +300,10 @@ def test_fit_json_law_file_and_predict(tmp_path, capsys):
     assert set(s["ci"]) == {"E", "A", "B", "alpha", "beta", "a", "b"}
     assert s["a"] == pytest.approx(s["beta"] / (s["alpha"] + s["beta"]))
 
-    law = load_law(law_path)
-    assert law.law.alpha == pytest.approx(s["alpha"]) and len(law.bootstrap_params) == 50
+    law = FittedLaw.load(law_path)
+    assert law.law.alpha == pytest.approx(s["alpha"]) and law.bootstrap.shape == (50, 5)
     assert law.rows["n"] == len(df) and len(law.rows["row_sha256"]) == len(df)
-    assert law.fit_options["seed"] == 3 and law.param_convention == "total"
+    assert law.options["seed"] == 3 and law.param_convention == "total"
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["frontier.png", "isoflop.png", "loss_vs_compute.png", "parity.png", "residuals.png"]
     assert len(list((tmp_path / "plots").glob("*.svg"))) == 5
@@ -451,13 +451,12 @@ def test_iso_n_curves_meet_each_run_at_its_own_flops_count():
     import matplotlib.pyplot as plt
 
     from analysis.plots import plot_loss_vs_compute
-    from scaling.fit.result import FitResult
 
     df = isoflop_sweep(noise=0.0, per_budget=3, budgets=(1e17, 1e18))
     df["flops"] = df["flops"] * np.where(df.params < df.params.median(), 0.55, 1.1)  # embedding-heavy / attention
     table = runs_from_frame(df)
     fig, ax = plt.subplots()
-    result = FitResult(form="chinchilla", params=TRUE.to_dict(), objective=0.0, n_points=len(df), law=TRUE)
+    result = FittedLaw.of(TRUE, objective=0.0, n_points=len(df))
     plot_loss_vs_compute(result, table, ax)
     curves = [line for line in ax.get_lines() if line.get_label().startswith("_")]  # iso-N, unlabelled
     assert len(curves) == len(np.unique(table.params))
@@ -466,3 +465,59 @@ def test_iso_n_curves_meet_each_run_at_its_own_flops_count():
         for flops, d in zip(table.flops[table.params == n], table.tokens[table.params == n], strict=True):
             assert np.interp(np.log(flops), c, loss) == pytest.approx(np.log(TRUE.loss(n, d)), abs=1e-3)
     plt.close(fig)
+
+
+# --- one law: vectorised over parameter sets, one type in memory and on disk
+
+
+def test_many_laws_at_once_agree_with_each_law_alone():
+    """`from_rows` evaluates K laws in one broadcast: row k of the result is law k evaluated by itself."""
+    rows = np.array([[1.9, 450.0, 1500.0, 0.34, 0.31], [1.7, 400.0, 410.0, 0.34, 0.28], [2.0, 90.0, 900.0, 0.2, 0.4]])
+    many = ChinchillaLaw.from_rows(rows)
+    n, d, c = np.array([1e8, 4e9]), np.array([2e9, 8e10]), np.array([1e20, 1e23])
+    for k, row in enumerate(rows):
+        one = ChinchillaLaw(*row)
+        np.testing.assert_array_equal(many.loss(n, d)[k], one.loss(n, d))
+        for got, want in zip(many.compute_optimal(c), one.compute_optimal(c), strict=True):
+            np.testing.assert_array_equal(got[k], want)
+        assert many.a[k, 0] == one.a and many.b[k, 0] == one.b
+
+
+def test_a_saved_fit_loads_as_the_same_law(tmp_path):
+    """save -> load keeps what the planner, launch and the report read, and predicts the same intervals."""
+    from scaling.fit.fitting import law_for_file
+
+    result = law_for_file(fit_runs(runs_from_frame(isoflop_sweep()), "vpnls", bootstrap=20, seed=2))
+    path = tmp_path / "law.json"
+    result.save(path)
+    loaded = FittedLaw.load(path)
+    assert loaded.law == result.law and loaded.form == "vpnls" and loaded.params == result.params
+    np.testing.assert_array_equal(loaded.bootstrap, result.bootstrap)
+    assert loaded.ci == result.ci and loaded.options == result.options and loaded.rows == result.rows
+    assert loaded.n_points == result.n_points and loaded.warnings == result.warnings
+    assert loaded.objective == result.objective and loaded.excluded == result.excluded
+    assert loaded.details["at_flops"] == result.details["at_flops"]
+    assert loaded.predict_loss(4e8, 8e9) == result.predict_loss(4e8, 8e9)
+    np.testing.assert_array_equal(loaded.bootstrap_frontiers([1e21])[0], result.bootstrap_frontiers([1e21])[0])
+
+
+def test_a_law_file_in_the_first_writers_shape_still_loads(tmp_path):
+    """A scaling-law/1 file as the earlier writer left it (no objective, n_points, warnings), with a key this
+    version does not know: it loads, predicts with its replicates, and a re-save keeps the unknown key."""
+    old = {"schema": "scaling-law/1", "form": "chinchilla",
+           "params": {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}, "a": 0.4516, "b": 0.5484,
+           "ci": {}, "ci_level": 0.9, "param_convention": "non_embedding", "fit_options": {},
+           "rows": {"n": 12, "source": "sweep.csv"}, "bootstrap_params": [[1.6, 406.4, 410.7, 0.34, 0.28],
+                                                                         [1.8, 406.4, 410.7, 0.34, 0.28]],
+           "note": "kept"}
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps(old))
+    law = FittedLaw.load(path)
+    assert law.law == ChinchillaLaw(1.69, 406.4, 410.7, 0.34, 0.28) and law.n_points == 12
+    assert law.param_convention == "non_embedding" and law.n_bootstrap == 2 and np.isnan(law.objective)
+    point, (lo, hi) = law.predict_loss(1e8, 2e9)
+    assert point == pytest.approx(law.law.loss(1e8, 2e9))
+    # the replicates predict point - 0.09 and point + 0.11; a 90% interval cuts 5% of that span off each end
+    assert lo == pytest.approx(point - 0.09 + 0.01) and hi == pytest.approx(point + 0.11 - 0.01)
+    law.save(path)
+    assert json.loads(path.read_text())["note"] == "kept" and FittedLaw.load(path).rows == old["rows"]

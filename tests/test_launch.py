@@ -55,11 +55,11 @@ def fitted(demo) -> dict:
 @pytest.fixture(scope="module")
 def quick(prepared_data, tmp_path_factory) -> dict:
     """A law written by hand (no demo to wait for), the test grid and the data: enough to plan a launch."""
-    from scaling.law import ChinchillaLaw, LawFile, save_law
+    from scaling.law import ChinchillaLaw, FittedLaw
 
     root = tmp_path_factory.mktemp("quick")
     (root / "grid.toml").write_text(GRID)
-    save_law(root / "law.json", LawFile(law=ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)))
+    FittedLaw.of(ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)).save(root / "law.json")
     return {"root": root, "grid": str(root / "grid.toml"), "data": str(prepared_data), "law": str(root / "law.json")}
 
 
@@ -94,10 +94,10 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
 def test_a_law_finds_the_grid_its_sweep_ran_even_one_from_a_file(demo, tmp_path):
     """Launch without --grid trains as the sweep's runs were: the sweep directory records its whole grid."""
     from scaling.launch.sizing import sweep_grid
-    from scaling.law import load_law
+    from scaling.law import FittedLaw
     from sweeps.grid import load_grid
 
-    law = load_law(demo["law"])
+    law = FittedLaw.load(demo["law"])
     assert sweep_grid(law, None) == load_grid(demo["grid"])
     Path(demo["grid"]).rename(tmp_path / "moved.toml")  # the recorded grid, not the file, is what counts
     try:
@@ -266,13 +266,13 @@ def test_bad_launch_flags_are_refused_when_parsed(tmp_path, capsys, flags, messa
 
 @pytest.mark.parametrize("settings", [b'{"grid": "ti', b"[1, 2]", b"\xff\xfe"])
 def test_a_torn_sweep_json_behind_the_law_is_a_one_line_error(quick, tmp_path, capsys, settings):
-    from scaling.law import ChinchillaLaw, LawFile, save_law
+    from scaling.law import ChinchillaLaw, FittedLaw
 
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "sweep.json").write_bytes(settings)
     law = tmp_path / "law.json"
-    save_law(law, LawFile(law=ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
-                          rows={"source": str(tmp_path / "sweep" / "sweep.csv")}))
+    FittedLaw.of(ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+                 rows={"source": str(tmp_path / "sweep" / "sweep.csv")}).save(law)
     out = tmp_path / "o"
     assert main(["launch", "--law", str(law), "--params", "8.8M", "--tokens", "8K", "--data", quick["data"],
                  "--out", str(out)]) == 2
@@ -290,21 +290,21 @@ def test_missing_law_file_is_a_one_line_error(tmp_path, capsys):
 def test_law_file_with_E_on_its_bound_loads_and_a_negative_E_does_not(tmp_path):
     """`scaling fit` writes E = 0 when the data show no irreducible loss; launch must read that law."""
     from gptcore.errors import UserError
-    from scaling.law import ChinchillaLaw, LawFile, load_law, save_law
+    from scaling.law import ChinchillaLaw, FittedLaw
 
     path = tmp_path / "law.json"
-    save_law(path, LawFile(law=ChinchillaLaw(E=0.0, A=9.8, B=10.5, alpha=0.14, beta=0.06)))
-    assert load_law(path).law.E == 0.0
-    save_law(path, LawFile(law=ChinchillaLaw(E=-0.1, A=9.8, B=10.5, alpha=0.14, beta=0.06)))
+    FittedLaw.of(ChinchillaLaw(E=0.0, A=9.8, B=10.5, alpha=0.14, beta=0.06)).save(path)
+    assert FittedLaw.load(path).law.E == 0.0
+    FittedLaw.of(ChinchillaLaw(E=-0.1, A=9.8, B=10.5, alpha=0.14, beta=0.06)).save(path)
     with pytest.raises(UserError, match="negative E"):
-        load_law(path)
+        FittedLaw.load(path)
 
 
 def test_a_compute_budget_is_spent_on_the_shape_the_sizing_rule_picks():
     from scaling.launch.sizing import choose_size, law_params, shape_for, tokens_for_budget
-    from scaling.law import ChinchillaLaw, LawFile
+    from scaling.law import ChinchillaLaw, FittedLaw
 
-    law = LawFile(law=ChinchillaLaw(E=1.0, A=400.0, B=400.0, alpha=0.34, beta=0.28))
+    law = FittedLaw.of(ChinchillaLaw(E=1.0, A=400.0, B=400.0, alpha=0.34, beta=0.28))
     compute = 1e13
     n_law, _ = choose_size(law, compute, None, None)
     cfg = shape_for(law, n_law, 32_779, 64)  # the compact bundled vocabulary: embeddings set a floor on N

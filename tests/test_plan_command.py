@@ -8,7 +8,7 @@ import pytest
 from helpers import scaling
 
 from scaling.cli import main
-from scaling.law import CHINCHILLA, EPOCH, KAPLAN, PF_DAY_FLOPS, ChinchillaLaw, LawFile, save_law
+from scaling.law import CHINCHILLA, EPOCH, KAPLAN, PF_DAY_FLOPS, ChinchillaLaw, FittedLaw
 from scaling.planner import PlanRequest, plan
 
 JSON_KEYS = {"params", "tokens", "flops", "flops_with_attention", "tokens_per_param", "peak_flops_per_s",
@@ -84,7 +84,7 @@ def test_law_file_prediction_carries_its_bootstrap_interval(tmp_path, capsys):
     rng = np.random.default_rng(0)
     boot = [[1.69 + rng.normal(0, 0.02), 406.4, 410.7, 0.34, 0.28] for _ in range(200)]
     path = tmp_path / "law.json"
-    save_law(path, LawFile(law=ChinchillaLaw(1.69, 406.4, 410.7, 0.34, 0.28), bootstrap_params=boot))
+    FittedLaw.of(ChinchillaLaw(1.69, 406.4, 410.7, 0.34, 0.28), bootstrap=boot).save(path)
     p = run_json(capsys, "--params", "124M", "--tokens", "2.5B", "--law", str(path))
     lo, hi = p["predicted_loss_interval"]
     assert lo < p["predicted_loss"] < hi and hi - lo < 0.2

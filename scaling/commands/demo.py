@@ -82,7 +82,7 @@ def _shown(arg: str) -> str:
 
 def run(args) -> int:
     from gptcore.data import BUNDLED_CORPUS
-    from scaling.law import load_law
+    from scaling.law import FittedLaw
 
     out, grid = args.out, args.grid
     tune, sweep, law, fit, launch = (str(out / n) for n in ("tune", "sweep", "law.json", "fit", "launch"))
@@ -99,7 +99,7 @@ def run(args) -> int:
          ["sweep", "--grid", grid, "--data", data, "--out", sweep, "--executor", "local", "--lr-law", lr_law])
     step("fit the Chinchilla law with bootstrap intervals",
          ["fit", sweep, "--bootstrap", str(BOOTSTRAP), "--out", law, "--plot", fit])
-    n, d = final_size(Path(sweep), load_law(law).param_convention)
+    n, d = final_size(Path(sweep), FittedLaw.load(law).param_convention)
     step("plan a larger model on a GPU (the planner's view)", ["plan", "--law", law, "--params", str(n),
                                                                "--tokens", str(d), "--gpus", "1"])
     launch_argv = ["launch", "--law", law, "--params", str(n), "--tokens", str(d), "--grid", grid, "--data", data,

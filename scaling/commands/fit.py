@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scaling.fit import FORMS
+
+if TYPE_CHECKING:  # numpy comes in with the fit, not when the CLI lists its commands
+    from scaling.law import FittedLaw
 
 
 def register(subparsers) -> None:
@@ -56,14 +62,14 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--out", metavar="LAW.json", help="write the law file (chinchilla, vpnls)")
     p.add_argument("--plot", metavar="DIR", help="write the plots (PNG and SVG) into DIR")
-    p.set_defaults(func=handler)
+    p.set_defaults(func=run)
 
 
-def handler(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from gptcore.errors import UserError
-    from scaling.fit.api import backtest, fit_runs, law_file
     from scaling.fit.data import load_runs
-    from scaling.law import check_law_destination, save_law
+    from scaling.fit.fitting import backtest, fit_runs, law_for_file
+    from scaling.law import check_law_destination
     from scaling.units import parse_sizes
 
     if args.bootstrap < 0:
@@ -85,25 +91,22 @@ def handler(args: argparse.Namespace) -> int:
         at_flops=at_flops,
         options=options,
     )
-    law = law_file(result, table) if args.out else None  # refuse before writing anything
+    law = law_for_file(result) if args.out else None  # refuse before writing anything
     if args.out:
         check_law_destination(args.out)
-    folds = backtest(table, args.form, options) if args.backtest else None
+    report = FitReport(result, backtest(table, args.form, options) if args.backtest else None)
     if args.plot:
         from analysis.plots import plot_all
 
         written = plot_all(result, table, args.plot)
     if law is not None:
-        save_law(args.out, law)
-    summary = result.summary()
-    if folds is not None:
-        summary["backtest"] = folds
+        law.save(args.out)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(report.to_json()))
         return 0
-    print(format_result(summary))
-    if folds is not None:
-        print(format_backtest(folds))
+    print(format_result(report))
+    if report.backtest is not None:
+        print(format_backtest(report.backtest))
     if args.plot:
         print(f"plots: {len(written)} files in {args.plot}")
     if args.out:
@@ -111,52 +114,78 @@ def handler(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class FitReport:
+    """What `scaling fit` reports: the fitted law and, with --backtest, its held-out errors per fold."""
+
+    law: FittedLaw
+    backtest: list[dict] | None = None
+
+    def to_json(self) -> dict:
+        """The JSON object `scaling fit --json` prints: the form's params at the top level, then the rest."""
+        law = self.law
+        out: dict = {"form": law.form, **law.params}
+        if law.has_frontier:
+            out["a"], out["b"] = float(law.a), float(law.b)
+        out.update(
+            ci=law.ci,
+            ci_level=law.ci_level,
+            n_points=law.n_points,
+            excluded=law.excluded,
+            objective=law.objective,
+            seconds=round(law.seconds, 3),
+            param_convention=law.param_convention,
+            warnings=law.warnings,
+        )
+        for key in ("at_flops", "refused"):
+            if law.details.get(key):
+                out[key] = law.details[key]
+        if self.backtest is not None:
+            out["backtest"] = self.backtest
+        return _finite(out)
+
+
+def _finite(obj):
+    """JSON has no inf or nan: a parameter the data leave at infinity (a flat Kaplan series) becomes null."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def format_result(s: dict) -> str:
+def format_result(report: FitReport) -> str:
     """The human-readable report: parameters with intervals, exclusions, frontier points, warnings."""
-    skip = {
-        "form",
-        "ci",
-        "ci_level",
-        "n_points",
-        "excluded",
-        "objective",
-        "seconds",
-        "param_convention",
-        "warnings",
-        "at_flops",
-        "refused",
-        "backtest",
-    }
+    law = report.law
     lines = [
-        f"{s['form']} fit of {s['n_points']} runs (N = {s['param_convention']} params) "
-        f"in {s['seconds']:.2f} s, "
-        f"objective {s['objective']:.6g}"
+        f"{law.form} fit of {law.n_points} runs (N = {law.param_convention} params) in {law.seconds:.2f} s, "
+        f"objective {law.objective:.6g}"
     ]
-    for reason, n in s["excluded"].items():
+    for reason, n in law.excluded.items():
         lines.append(f"  left out: {n} run(s) {reason}")
-    level = f"{100 * s['ci_level']:.0f}%"
-    for name, value in s.items():
-        if name in skip:
-            continue
-        ci = s["ci"].get(name)
+    level = f"{100 * law.ci_level:.0f}%"
+    values = dict(law.params) | ({"a": float(law.a), "b": float(law.b)} if law.has_frontier else {})
+    for name, value in values.items():
+        ci = law.ci.get(name)
         lines.append(
             f"  {name:>8} = {_fmt(value)}" + (f"   {level} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
         )
-    for row in s.get("at_flops", []):
-        # _fmt: a value the data leave infinite is null in the summary (JSON has no inf)
+    for row in law.details.get("at_flops", []):
         text = f"  at C = {row['flops']:.3g} FLOPs: N_opt = {_fmt(row['N_opt'])}, D_opt = {_fmt(row['D_opt'])}"
         if "loss" in row:
             text += f", loss = {_fmt(row['loss'])}"
         lines.append(text)
         for k, (lo, hi) in row["ci"].items():
             lines.append(f"      {k} {level} [{_fmt(lo)}, {_fmt(hi)}]")
-    for r in s.get("refused", []):
+    for r in law.details.get("refused", []):
         lines.append(f"  refused budget {r['flops']:.3g} FLOPs ({r['n_points']} runs): {r['reason']}")
-    lines.extend(f"  warning: {w}" for w in s["warnings"])
+    lines.extend(f"  warning: {w}" for w in law.warnings)
     return "\n".join(lines)
 
 

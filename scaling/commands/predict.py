@@ -21,31 +21,31 @@ def register(subparsers) -> None:
     )
     p.add_argument("--tokens", required=True, metavar="D", help="training tokens, e.g. 2.5B")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=handler)
+    p.set_defaults(func=run)
 
 
-def handler(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from scaling.planner import resolve_law
     from scaling.units import parse_size
 
-    law_file, _ = resolve_law(args.law)
+    law, _ = resolve_law(args.law)
     n = parse_size(args.params, "--params")
     d = parse_size(args.tokens, "--tokens")
-    loss, ci = law_file.predict_loss(n, d)
+    loss, ci = law.predict_loss(n, d)
     out = {
         "params": n,
         "tokens": d,
         "loss": loss,
         "ci": ci,
-        "ci_level": law_file.ci_level if ci else None,
-        "param_convention": law_file.param_convention,
-        "form": law_file.form,
+        "ci_level": law.ci_level if ci else None,
+        "param_convention": law.param_convention,
+        "form": law.form,
     }
     if args.json:
         print(json.dumps(out))
         return 0
     text = f"L(N={n:.4g}, D={d:.4g}) = {loss:.4f}"
     if ci:
-        text += f"   {100 * law_file.ci_level:.0f}% [{ci[0]:.4f}, {ci[1]:.4f}]"
-    print(text + f"   ({law_file.form} law, N = {law_file.param_convention} params)")
+        text += f"   {100 * law.ci_level:.0f}% [{ci[0]:.4f}, {ci[1]:.4f}]"
+    print(text + f"   ({law.form} law, N = {law.param_convention} params)")
     return 0

@@ -24,7 +24,6 @@ HUBER_DELTA = 1e-3
 GRID_ALPHA = GRID_BETA = np.arange(0.0, 2.01, 0.5)
 GRID_LOG_E = np.arange(-1.0, 1.01, 0.5)
 GRID_LOG_A = GRID_LOG_B = np.arange(0.0, 25.01, 5.0)
-THETA_NAMES = ("log_A", "log_B", "log_E", "alpha", "beta")
 # scipy's L-BFGS-B stops when the reduction of f is below ftol * max(|f|, 1). The summed Huber loss is ~1e-3,
 # so its default ftol (2.2e-9) stops refits after a few steps along the narrow log_A-alpha valley, and the
 # bootstrap then shows no spread. These tolerances (used by the reference too) reach the optimum BFGS reaches.

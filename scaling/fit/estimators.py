@@ -1,5 +1,5 @@
 """The five estimators. Each is `point(table, warm, options) -> Estimate`: one fit of a run table, optionally
-warm-started from an earlier fit's params (bootstrap refits). `scaling.fit.api.fit_runs` adds the bootstrap.
+warm-started from an earlier fit's params (bootstrap refits). `scaling.fit.fitting.fit_runs` adds the bootstrap.
 """
 
 from __future__ import annotations

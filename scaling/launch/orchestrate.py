@@ -17,7 +17,7 @@ from scaling.launch import executors, prediction, sizing
 from scaling.launch.confirm import confirm
 from scaling.launch.planning import make_plan, plan_lines
 from scaling.launch.request import EXECUTORS, LaunchRequest
-from scaling.law import file_sha256, load_law
+from scaling.law import FittedLaw, file_sha256
 from scaling.planner import MAX_PARAMS
 from sweeps.grid import RunSpec
 from sweeps.runner import SETTINGS_NAME, run_dir
@@ -41,7 +41,7 @@ def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
 
     _check_request(req)
     out = req.out.resolve()
-    law = load_law(req.law)
+    law = FittedLaw.load(req.law)
     law_sha = file_sha256(req.law)
     n_req, d_req = sizing.choose_size(law, req.compute, req.params, req.tokens)
     if n_req > MAX_PARAMS:  # found here, before a model nothing can build is sized and planned

@@ -15,7 +15,7 @@ from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
 from scaling.launch.planning import LaunchPlan
 from scaling.launch.request import LaunchRequest
-from scaling.law import LawFile, file_sha256
+from scaling.law import FittedLaw, file_sha256
 from sweeps.grid import RunSpec
 
 
@@ -56,7 +56,7 @@ def check_same_run(stored: dict, spec: RunSpec, out: Path) -> None:
                         f"arguments now give {spec.config_hash} (a new LR law?); use another --out")
 
 
-def new_prediction(law: LawFile, law_path: Path, record: dict, spec: RunSpec, sizes: dict, data: Path,
+def new_prediction(law: FittedLaw, law_path: Path, record: dict, spec: RunSpec, sizes: dict, data: Path,
                    planned: LaunchPlan) -> dict:
     """The record to register: the law's predicted loss for the run's (N, D), and everything behind it.
 
@@ -71,7 +71,7 @@ def new_prediction(law: LawFile, law_path: Path, record: dict, spec: RunSpec, si
         "ci_level": law.ci_level,
         "law": {"path": str(Path(law_path).resolve()), "sha256": record["law_sha256"], "form": law.form,
                 "param_convention": law.param_convention, "params": law.law.to_dict(),
-                "n_bootstrap": len(law.bootstrap_params), "sweep_table": law.rows.get("source")},
+                "n_bootstrap": law.n_bootstrap, "sweep_table": law.rows.get("source")},
         "request": record,
         "run": {**spec.to_dict(), **sizes},
         "data": {"path": str(data), "hash": spec.data_hash},

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from gptcore.config import GPTConfig, count_non_embedding_params, count_params, shape_for_params
 from gptcore.errors import UserError
-from scaling.law import LawFile
+from scaling.law import FittedLaw
 from sweeps import grid as grids
 from sweeps.hparams import LRLaw
 from sweeps.runner import SETTINGS_NAME
 
 
-def choose_size(law: LawFile, compute: float | None, params: float | None,
+def choose_size(law: FittedLaw, compute: float | None, params: float | None,
                 tokens: float | None) -> tuple[float, float]:
     """(N, D): compute-optimal under the law for a budget, or N given and D given or the law's optimum for N."""
     if (compute is None) == (params is None):
@@ -30,7 +30,7 @@ def choose_size(law: LawFile, compute: float | None, params: float | None,
     return params, float(tokens if tokens is not None else law.law.optimal_tokens(params))
 
 
-def sweep_grid(law: LawFile, grid: str | None) -> grids.Grid:
+def sweep_grid(law: FittedLaw, grid: str | None) -> grids.Grid:
     """The grid whose settings the final run shares: --grid, else the grid the law's sweep recorded."""
     from sweeps.orchestrate import read_recorded
 
@@ -50,17 +50,17 @@ def sweep_grid(law: LawFile, grid: str | None) -> grids.Grid:
     return grids.load_grid(name)
 
 
-def shape_for(law: LawFile, params: float, vocab_size: int, ctx: int) -> GPTConfig:
+def shape_for(law: FittedLaw, params: float, vocab_size: int, ctx: int) -> GPTConfig:
     """The trainer's sizing rule, reading N in the law's convention (total or non-embedding)."""
     return shape_for_params(params, vocab_size=vocab_size, ctx=ctx, convention=law.param_convention)
 
 
-def law_params(law: LawFile, cfg: GPTConfig) -> int:
+def law_params(law: FittedLaw, cfg: GPTConfig) -> int:
     """The model's N as the law counts it."""
     return count_params(cfg) if law.param_convention == "total" else count_non_embedding_params(cfg)
 
 
-def tokens_for_budget(law: LawFile, compute: float, params: float, vocab_size: int, ctx: int) -> float:
+def tokens_for_budget(law: FittedLaw, compute: float, params: float, vocab_size: int, ctx: int) -> float:
     """D = C / 6N for the shape the sizing rule gives N: it rounds N to a real shape (far up, for tiny
 
     embedding-heavy models), and the budget is spent on that shape, not on the N the law asked for.
@@ -68,7 +68,7 @@ def tokens_for_budget(law: LawFile, compute: float, params: float, vocab_size: i
     return compute / (6 * law_params(law, shape_for(law, params, vocab_size, ctx)))
 
 
-def final_spec(law: LawFile, params: float, tokens: float, grid: grids.Grid, vocab_size: int, data_hash: str,
+def final_spec(law: FittedLaw, params: float, tokens: float, grid: grids.Grid, vocab_size: int, data_hash: str,
                lr_law: LRLaw | None) -> grids.RunSpec:
     """The run, built by the sweep's own rules (`sweeps.grid.resolve`) as a one-run grid of the chosen shape."""
     cfg = shape_for(law, params, vocab_size, grid.ctx)

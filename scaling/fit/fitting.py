@@ -1,8 +1,9 @@
-"""Fit a run table with any estimator, bootstrap it, warn about weak parameters, backtest it, save the law."""
+"""Fit a run table with any estimator, bootstrap it, warn about weak parameters, backtest it."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from gptcore.errors import UserError
 from scaling.fit import chinchilla
 from scaling.fit.data import RunTable
 from scaling.fit.estimators import ESTIMATORS, FORMS, budget_groups
-from scaling.law import PARAM_NAMES, LawFile, params_problem, save_law
+from scaling.law import PARAM_NAMES, ChinchillaLaw, FittedLaw, params_problem
 
 BOOTSTRAP_BY = ("run", "size")
 EXPONENTS = {"alpha", "beta", "a", "b", "alpha_N", "alpha_D", "alpha_C"}
@@ -61,51 +62,48 @@ def fit_runs(
     ci_level: float = 0.95,
     at_flops=None,
     options: dict | None = None,
-):
+) -> FittedLaw:
     """The point fit, then (with bootstrap > 0) K refits on resamples, intervals and warnings."""
-    from scaling.fit.result import FitResult
-
     check_table(table, form)
     if not 0 < ci_level < 1:
         raise UserError(f"the interval level must be between 0 and 1, got {ci_level}")
     options = dict(options or {})
-    est = ESTIMATORS[form]
     t0 = time.perf_counter()
-    point = est.point(table, None, options)
-    result = FitResult(
+    point = ESTIMATORS[form].point(table, None, options)
+    result = FittedLaw(
         form=form,
         params=point.params,
+        law=point.law,
         objective=point.objective,
         n_points=len(table),
-        law=point.law,
         param_convention=table.param_convention,
         excluded=dict(table.excluded),
         options={"form": form, "bootstrap": bootstrap, "seed": seed, "bootstrap_by": by, **options},
         details=point.details,
         ci_level=ci_level,
+        rows=table.rows_record(),
     )
+    warnings = []
     if bootstrap > 0:
-        counts = resample_counts(table, bootstrap, seed, by)
-        result.bootstrap = _bootstrap_params(table, form, point.params, counts, options)
-        failed = int(np.isnan(result.bootstrap).any(axis=1).sum())
+        boot = _bootstrap_params(table, form, point.params, resample_counts(table, bootstrap, seed, by), options)
+        failed = int(np.isnan(boot).any(axis=1).sum())
         if failed:
-            result.warnings.append(
-                f"{failed} of {bootstrap} bootstrap refits failed (refused) and are left out"
-            )
-        for j, name in enumerate(result.params):
-            result.ci[name] = result.interval(result.bootstrap[:, j])
-        if result.law is not None:
-            alpha, beta = (
-                result.bootstrap[:, PARAM_NAMES.index("alpha")],
-                result.bootstrap[:, PARAM_NAMES.index("beta")],
-            )
-            result.ci["a"] = result.interval(beta / (alpha + beta))
-            result.ci["b"] = result.interval(alpha / (alpha + beta))
+            warnings.append(f"{failed} of {bootstrap} bootstrap refits failed (refused) and are left out")
+        result = replace(result, bootstrap=boot)
+        result = replace(result, ci=_intervals(result))
     if result.has_frontier:
-        result.details["at_flops"] = _at_flops(result, table, at_flops)
-    result.warnings.extend(parameter_warnings(result))
-    result.seconds = time.perf_counter() - t0
-    return result
+        result = replace(result, details={**result.details, "at_flops": _at_flops(result, table, at_flops)})
+    warnings += parameter_warnings(result)
+    return replace(result, warnings=warnings, seconds=time.perf_counter() - t0)
+
+
+def _intervals(result: FittedLaw) -> dict[str, list[float]]:
+    """Each parameter's interval over the replicates, and a's and b's where the form has a loss law."""
+    ci = {name: result.interval(result.bootstrap[:, j]) for j, name in enumerate(result.params)}
+    reps = result.replicates()
+    if isinstance(reps, ChinchillaLaw):
+        ci["a"], ci["b"] = result.interval(reps.a[:, 0]), result.interval(reps.b[:, 0])
+    return ci
 
 
 def _bootstrap_params(
@@ -128,29 +126,30 @@ def _bootstrap_params(
     return np.array(rows, dtype=float)
 
 
-def _at_flops(result, table: RunTable, at_flops) -> list[dict]:
+def _at_flops(result: FittedLaw, table: RunTable, at_flops) -> list[dict]:
     """N_opt, D_opt (and the loss there) at given budgets, default the largest in the data and 10x beyond."""
     budgets = np.atleast_1d(
         np.asarray(at_flops if at_flops is not None else [table.flops.max(), 10 * table.flops.max()], float)
     )
     n_opt, d_opt = result.compute_optimal(budgets)
     boot = result.bootstrap_frontiers(budgets)
+    loss = None if result.law is None else result.law.loss(n_opt, d_opt)
+    boot_loss = result.bootstrap_losses(n_opt, d_opt)
     out = []
     for i, c in enumerate(budgets):
         row = {"flops": float(c), "N_opt": float(n_opt[i]), "D_opt": float(d_opt[i]), "ci": {}}
-        if result.law is not None:
-            row["loss"] = float(result.law.loss(n_opt[i], d_opt[i]))
+        if loss is not None:
+            row["loss"] = float(loss[i])
         if boot is not None:
             row["ci"]["N_opt"] = result.interval(boot[0][:, i])
             row["ci"]["D_opt"] = result.interval(boot[1][:, i])
-            losses = result.bootstrap_losses(n_opt[i], d_opt[i])
-            if losses is not None:
-                row["ci"]["loss"] = result.interval(losses[:, 0])
+        if boot_loss is not None:
+            row["ci"]["loss"] = result.interval(boot_loss[:, i])
         out.append(row)
     return out
 
 
-def parameter_warnings(result) -> list[str]:
+def parameter_warnings(result: FittedLaw) -> list[str]:
     """Parameters on a bound (E driven to 0, exponents at the search edge) or not constrained by the data."""
     from scaling.fit.estimators import VPNLS_BOUNDS
 
@@ -222,8 +221,9 @@ def backtest(table: RunTable, form: str = "chinchilla", options: dict | None = N
     return out
 
 
-def law_file(result, table: RunTable) -> LawFile:
-    """The law file for a fit that predicts L(N, D): params, intervals, options and the exact rows used."""
+def law_for_file(result: FittedLaw) -> FittedLaw:
+    """The fit as it is saved: a law that predicts L(N, D) and can be extrapolated, with only the bootstrap
+    replicates that were refitted (no refused or infinite rows)."""
     if result.law is None:
         raise UserError(f"--out writes a loss law; the {result.form} form has none (use chinchilla or vpnls)")
     problem = params_problem(result.law.to_dict())
@@ -231,24 +231,4 @@ def law_file(result, table: RunTable) -> LawFile:
         raise UserError(f"the fit gives {problem}: in these runs loss does not fall with model size and tokens "
                         "as the law needs, so it cannot be extrapolated; no law file written (more sizes or "
                         "larger token budgets help)")
-    boot = (
-        [] if result.bootstrap is None else [r for r in result.bootstrap.tolist() if np.all(np.isfinite(r))]
-    )
-    extra = {"objective": result.objective, "n_points": result.n_points, "warnings": result.warnings}
-    if result.details.get("at_flops"):
-        extra["at_flops"] = result.details["at_flops"]
-    return LawFile(
-        law=result.law,
-        ci=result.ci,
-        ci_level=result.ci_level,
-        bootstrap_params=boot,
-        param_convention=result.param_convention,
-        form=result.form,
-        fit_options=result.options,
-        rows=table.rows_record(),
-        extra=extra,
-    )
-
-
-def write_law(path, result, table: RunTable) -> None:
-    save_law(path, law_file(result, table))
+    return result.with_finite_bootstrap()
