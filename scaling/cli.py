@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _reexec_with_fast_malloc(argv: list[str]) -> None:
     """Re-run this process once with glibc malloc tunables that stop it returning big buffers to the OS.
 
-    Measured here (shared/notes/cpu-training-perf.md): without them every step page-faults its logits
-    buffers afresh, and a small model trains up to 1.9x slower. The setting must be in the environment
+    Without them every step page-faults its logits buffers afresh, and a small model trains up to 1.9x
+    slower (measured on a 2-core CPU). The setting must be in the environment
     before the process starts, hence the exec. Skipped off Linux and when already set.
     """
     if sys.platform != "linux" or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):

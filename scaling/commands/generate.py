@@ -1,4 +1,4 @@
-"""`scaling generate`: sample text from a checkpoint (temperature and top-k, as the seed lecture).
+"""`scaling generate`: sample text from a checkpoint (temperature and top-k).
 
 The checkpoint is anything gptcore.pretrained reads: a run directory or ckpt.pt (with the vocabulary it was
 trained on), a Hugging Face GPT-2 directory or a model NAME in ~/.cache/scaling/models (the full gpt2
