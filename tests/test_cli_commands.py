@@ -10,7 +10,7 @@ import pytest
 from scaling import cli
 
 # Commands whose handler is not yet called `run` (their modules are being reworked elsewhere, issue 14).
-NOT_YET_RUN = {"fit", "predict", "train", "tune"}
+NOT_YET_RUN = {"train", "tune"}
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
