@@ -1,0 +1,101 @@
+"""Do the prediction intervals cover? Coverage, width and error of held-out larger runs, on real data.
+
+    python benchmarks/interval_coverage.py                          # Epoch's 240 Chinchilla points
+    python benchmarks/interval_coverage.py --csv demo=runs/demo/sweep.csv --csv small=runs/sweep-small
+    python benchmarks/interval_coverage.py --bootstrap 200 --fold-bootstrap 30 --seed 0
+
+Each dataset is split at its median compute: the Chinchilla law is fitted (Approach 3, bootstrap) on the runs
+below, its prediction intervals are calibrated by backtests on those runs only (`scaling.fit.predictive`),
+and every run above is predicted. Reported per dataset: the share of held-out runs inside the 95% prediction
+interval (target: at least 80% on Epoch's split), its median width as % of the loss, the mean absolute and
+mean signed error (predicted - actual) / actual, and for comparison the share inside the bootstrap
+(parameter) interval, which is what `scaling predict` printed before. `--csv NAME=PATH` adds a run CSV or a
+sweep directory (the demo's sweep, the `small` grid study's sweep). The last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scaling.fit import predictive
+from scaling.fit.api import fit_runs
+from scaling.fit.data import RunTable, epoch_chinchilla_table, load_runs, runs_from_frame
+
+EPOCH_CSV = Path(__file__).resolve().parents[1] / "analysis" / "data" / "epoch_chinchilla" / "svg_extracted_data.csv"
+
+
+def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, level: float = 0.95) -> dict:
+    """Fit below the median compute, calibrate there, predict every run above it."""
+    t0 = time.perf_counter()
+    below = table.flops <= np.median(table.flops)
+    train, test = table.subset(below), table.subset(~below)
+    result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, ci_level=level)
+    cal, bt = predictive.calibrate_fit(train, result.law, level=level, n_boot=fold_bootstrap, seed=seed)
+    losses = result.bootstrap_losses(test.params, test.tokens)
+    boot_sd = predictive.log_spread(losses)
+    tail = 100 * (1 - level) / 2
+    boot_lo, boot_hi = np.nanpercentile(losses, [tail, 100 - tail], axis=0)
+    point = result.law.loss(test.params, test.tokens)
+    rows = []
+    for j in range(len(test)):
+        pi = cal.interval(float(point[j]), test.params[j], test.tokens[j], float(boot_sd[j]), test.flops[j])
+        actual = float(test.loss[j])
+        rows.append({"inside": pi.bounded and pi.low <= actual <= pi.high,
+                     "width_pct": 100 * (pi.high - pi.low) / actual if pi.bounded else np.inf,
+                     "error_pct": 100 * (point[j] - actual) / actual,
+                     "inside_bootstrap": bool(boot_lo[j] <= actual <= boot_hi[j]),
+                     "flops_multiple": pi.where.flops_multiple, "beyond_backtests": pi.beyond_backtests})
+    inside_folds = predictive.leave_fold_out(bt, cal)
+    err = np.array([r["error_pct"] for r in rows])
+    return {
+        "n_fit": len(train), "n_held_out": len(test),
+        "flops_multiple_max": float(max(r["flops_multiple"] for r in rows)),
+        "coverage": float(np.mean([r["inside"] for r in rows])),
+        "median_width_pct": float(np.median([r["width_pct"] for r in rows])),
+        "mean_abs_error_pct": float(np.abs(err).mean()), "mean_error_pct": float(err.mean()),
+        "bootstrap_interval_coverage": float(np.mean([r["inside_bootstrap"] for r in rows])),
+        "beyond_backtests": int(sum(r["beyond_backtests"] for r in rows)),
+        "calibration": cal.to_json(),
+        "backtest_folds": bt.n_folds,
+        "backtest_coverage_leave_fold_out": (
+            float(np.nanmean(inside_folds)) if np.isfinite(inside_folds).any() else None
+        ),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--csv", action="append", default=[], metavar="NAME=PATH",
+                    help="another dataset: a run CSV or sweep directory (repeatable)")
+    ap.add_argument("--no-epoch", action="store_true", help="skip Epoch's Chinchilla points")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates of the fit (default 200)")
+    ap.add_argument("--fold-bootstrap", type=int, default=predictive.FOLD_BOOTSTRAP,
+                    help=f"bootstrap replicates per backtest fold (default {predictive.FOLD_BOOTSTRAP})")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    tables = {} if args.no_epoch else {"epoch_chinchilla": runs_from_frame(epoch_chinchilla_table(EPOCH_CSV))}
+    for spec in args.csv:
+        name, _, path = spec.partition("=")
+        tables[name] = load_runs(path or name)
+    out = {}
+    for name, table in tables.items():
+        r = evaluate(table, args.bootstrap, args.fold_bootstrap, args.seed)
+        out[name] = r
+        print(f"{name}: fit {r['n_fit']} runs below the median compute, predict {r['n_held_out']} above "
+              f"(up to {r['flops_multiple_max']:.3g}x the largest fitted C)")
+        print(f"  95% prediction interval: coverage {100 * r['coverage']:.1f}%, median width "
+              f"{r['median_width_pct']:.2f}% of the loss; bootstrap interval alone: "
+              f"{100 * r['bootstrap_interval_coverage']:.1f}%")
+        print(f"  error: mean |error| {r['mean_abs_error_pct']:.2f}%, mean {r['mean_error_pct']:+.2f}%  "
+              f"({r['backtest_folds']} backtest folds, {r['seconds']} s)")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

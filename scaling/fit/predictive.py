@@ -1,0 +1,449 @@
+"""Prediction intervals for a fitted law's loss, calibrated by backtests on the user's own runs.
+
+The bootstrap interval of a fit is a *parameter* interval: where the law's curve would lie if the runs were
+drawn again. A run's loss also scatters around the curve (seed noise, the law's misfit), and the law's error
+grows the further it is extrapolated. The interval here adds both, and measures the second on the data:
+
+1. **Backtests (rolling origin).** Hold out the largest compute budgets (and, separately, the largest model
+   sizes), refit on the runs below, and record every held-out run's signed log error
+   e = log L_pred - log L_actual, its distance beyond the runs fitted d = max(0, log10 of the N, D and C
+   multiples of the largest fitted run), and the refit's own bootstrap spread s_boot there. This is the
+   rolling-origin evaluation of forecasting (Tashman 2000, "Out-of-sample tests of forecasting accuracy").
+2. **A scale model.** e ~ bias_per_dex * d + s * z, with
+   s^2 = s_boot^2 + sigma_noise^2 + (growth_per_dex * d)^2:
+   (a) parameter uncertainty at that point, (b) the fit's in-sample residual spread in log loss (run-to-run
+   noise plus misfit), (c) extrapolation error growing linearly with the distance in decades. sigma_noise is
+   the robust spread of the full fit's residuals; bias_per_dex and growth_per_dex are fitted to the backtest
+   errors by maximum likelihood. The bias term is there because real laws drift (Chinchilla-form fits tend
+   to over-predict the largest runs): the interval is shifted, the law's own point prediction is not.
+3. **Calibrated quantiles.** The normalised scores z = (e - bias_per_dex d) / s are the locally weighted
+   (normalised) nonconformity scores of split conformal prediction (Vovk, Gammerman & Shafer 2005; Lei,
+   G'Sell, Rinaldo, Tibshirani & Wasserman 2018, "Distribution-free predictive inference for regression",
+   section 5.2). The interval takes their lower and upper quantiles separately (signed, so an asymmetric
+   error distribution stays asymmetric) at the conformal rank ceil((n + 1)(1 - a/2)); a rank past n makes
+   that side unbounded. Because the scores of one fold share one refit, they are far from n independent
+   draws: each quantile is also at least the Student-t quantile with (folds - 1) degrees of freedom, wide
+   but finite for few folds. Fewer than MIN_FOLDS folds: no interval (unbounded), said as such.
+
+What this covers: the errors the user's own backtests showed, scaled to the target's distance. What it does
+not: conformal validity needs the target's normalised score to be exchangeable with the backtests', and a
+target further out than any backtest (beyond `backtested_up_to_dex`) extrapolates the linear growth of the
+scale model itself; a change of training recipe between sweep and target is not covered at all.
+
+numpy/scipy only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from gptcore.errors import UserError
+from scaling.fit import chinchilla
+from scaling.fit.data import RunTable
+from scaling.fit.estimators import ESTIMATORS, budget_groups
+from scaling.law import PARAM_NAMES, ChinchillaLaw
+
+METHOD = "rolling-origin backtests, normalised split-conformal scores (Lei et al. 2018), Student-t floor"
+MIN_FOLDS = 2  # a scale that grows with distance needs at least two refits to be seen at all
+MIN_TRAIN_FRACTION = 0.5  # a fold refits on at least half the runs: smaller refits overstate the error
+MAX_COMPUTE_FOLDS = 6
+MAX_SIZE_FOLDS = 3
+FOLD_BOOTSTRAP = 30  # bootstrap replicates per fold, for s_boot at the held-out runs
+# Multiples of the largest fitted compute that the distance table bins by.
+DISTANCE_BINS = (1.0, 2.0, 4.0, 10.0, 100.0, math.inf)
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """How far a point lies beyond the runs a law was fitted on, as multiples of their largest N, D and C."""
+
+    params_multiple: float
+    tokens_multiple: float
+    flops_multiple: float
+
+    @property
+    def distance_dex(self) -> float:
+        """Decades beyond the fitted range along the worst axis (0 inside it)."""
+        worst = max(self.params_multiple, self.tokens_multiple, self.flops_multiple)
+        return max(0.0, math.log10(worst))
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "distance_dex": self.distance_dex}
+
+
+@dataclass(frozen=True)
+class FittedRange:
+    """The largest N, D and C among the runs a law was fitted on."""
+
+    params_max: float
+    tokens_max: float
+    flops_max: float
+
+    @classmethod
+    def of(cls, table: RunTable) -> FittedRange:
+        return cls(float(table.params.max()), float(table.tokens.max()), float(table.flops.max()))
+
+    def where(self, params, tokens, flops=None) -> Extrapolation:
+        flops = 6.0 * params * tokens if flops is None else flops
+        return Extrapolation(
+            float(params) / self.params_max, float(tokens) / self.tokens_max, float(flops) / self.flops_max
+        )
+
+
+@dataclass(frozen=True)
+class HeldOutError:
+    """One held-out run of one backtest fold."""
+
+    fold: str
+    run_id: str
+    log_error: float  # log(predicted) - log(actual): > 0 is an over-prediction
+    boot_sd: float  # the fold's bootstrap spread of log loss at this run
+    where: Extrapolation
+
+
+@dataclass
+class Fold:
+    name: str
+    kind: str  # "compute" or "size"
+    n_train: int
+    n_test: int
+    refused: str | None = None  # why this fold could not be refitted
+
+
+@dataclass
+class Backtest:
+    folds: list[Fold]
+    errors: list[HeldOutError]
+
+    @property
+    def n_folds(self) -> int:
+        return sum(f.refused is None for f in self.folds)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log errors, distances in decades, bootstrap spreads), one entry per held-out run and fold."""
+        e = np.array([h.log_error for h in self.errors], float)
+        d = np.array([h.where.distance_dex for h in self.errors], float)
+        s = np.array([h.boot_sd for h in self.errors], float)
+        return e, d, s
+
+
+def log_spread(losses: np.ndarray) -> np.ndarray:
+    """Robust standard deviation of log loss over axis 0 (half the 16-84% range): a refused or degenerate
+    bootstrap refit (an infinite loss) moves it no more than any other outlier."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.asarray(losses, float))
+    logs = np.where(np.isfinite(logs), logs, np.nan)
+    lo, hi = np.nanpercentile(logs, [15.865, 84.135], axis=0)
+    return (hi - lo) / 2
+
+
+def residual_spread(law, table: RunTable, n_params: int = len(PARAM_NAMES)) -> float:
+    """Robust spread (1.4826 MAD) of the fit's log residuals, corrected for the parameters fitted."""
+    r = np.log(law.loss(table.params, table.tokens)) - np.log(table.loss)
+    mad = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    n = len(r)
+    return mad * math.sqrt(n / max(n - n_params, 1))
+
+
+# --- backtests ----------------------------------------------------------------------------------------------
+
+
+def _default_point(form: str, options: dict) -> Callable[[RunTable], ChinchillaLaw | None]:
+    def point(train: RunTable):
+        return ESTIMATORS[form].point(train, None, dict(options)).law
+
+    return point
+
+
+def fold_masks(table: RunTable) -> list[tuple[str, str, np.ndarray]]:
+    """(name, kind, held-out mask) of the rolling-origin folds: compute cuts, then size cuts.
+
+    A cut holds out every budget (or size) group above it. The cuts that leave at least MIN_TRAIN_FRACTION of
+    the runs to refit on are thinned to at most MAX_COMPUTE_FOLDS (MAX_SIZE_FOLDS) spread evenly over that
+    range, so that the backtests see short and long extrapolations alike.
+    """
+    out = []
+    for kind, values, limit in (("compute", table.flops, MAX_COMPUTE_FOLDS), ("size", table.params, MAX_SIZE_FOLDS)):
+        labels = budget_groups(values)
+        cuts = [g for g in np.unique(labels)[1:] if (labels < g).sum() >= MIN_TRAIN_FRACTION * len(table)]
+        if len(cuts) > limit:
+            cuts = [cuts[i] for i in np.unique(np.round(np.linspace(0, len(cuts) - 1, limit)).astype(int))]
+        for cut in sorted(cuts, reverse=True):
+            held = labels >= cut
+            below = float(values[~held].max())
+            out.append((f"{kind} above {below:.3g} {'FLOPs' if kind == 'compute' else 'params'}", kind, held))
+    return out
+
+
+def fold_spread(train: RunTable, law: ChinchillaLaw, test: RunTable, n_boot: int, seed: int) -> np.ndarray:
+    """The refit's bootstrap spread of log loss at the held-out runs (zeros with n_boot = 0)."""
+    if n_boot <= 0:
+        return np.zeros(len(test))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(train), size=(n_boot, len(train)))
+    counts = np.stack([np.bincount(row, minlength=len(train)) for row in draws])
+    theta0 = chinchilla.params_to_theta(*(float(getattr(law, k)) for k in PARAM_NAMES))
+    theta = chinchilla.bootstrap(train.params, train.tokens, train.loss, counts, theta0)
+    reps = chinchilla.theta_to_params(theta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        losses = reps[:, :1] + reps[:, 1:2] / test.params ** reps[:, 3:4] + reps[:, 2:3] / test.tokens ** reps[:, 4:5]
+    return np.nan_to_num(log_spread(losses), nan=0.0)
+
+
+def run_backtest(
+    table: RunTable,
+    form: str = "chinchilla",
+    options: dict | None = None,
+    n_boot: int = FOLD_BOOTSTRAP,
+    seed: int = 0,
+    fit_point: Callable[[RunTable], ChinchillaLaw | None] | None = None,
+) -> Backtest:
+    """Refit each rolling-origin fold and record its held-out runs' errors against their distance.
+
+    fit_point(train) -> law (None: the fit predicts no loss) defaults to the form's own estimator from its
+    full start grid, as a user would refit; tests pass a cheaper one.
+    """
+    from scaling.fit.api import check_table
+
+    if not ESTIMATORS[form].predicts_loss:
+        raise UserError(f"prediction intervals need a form that predicts loss (chinchilla, vpnls), not {form}")
+    fit_point = fit_point or _default_point(form, options or {})
+    folds, errors = [], []
+    for i, (name, kind, held) in enumerate(fold_masks(table)):
+        train, test = table.subset(~held), table.subset(held)
+        fold = Fold(name, kind, len(train), len(test))
+        folds.append(fold)
+        try:
+            check_table(train, form)
+            law = fit_point(train)
+        except UserError as e:
+            fold.refused = str(e)
+            continue
+        if law is None:
+            fold.refused = "the refit has a zero term and predicts no loss"
+            continue
+        pred = law.loss(test.params, test.tokens)
+        spread = fold_spread(train, law, test, n_boot, seed + i)
+        rng = FittedRange.of(train)
+        for j in range(len(test)):
+            errors.append(
+                HeldOutError(
+                    name,
+                    str(test.run_id[j]),
+                    float(np.log(pred[j]) - np.log(test.loss[j])),
+                    float(spread[j]),
+                    rng.where(test.params[j], test.tokens[j], test.flops[j]),
+                )
+            )
+    return Backtest(folds, errors)
+
+
+# --- calibration --------------------------------------------------------------------------------------------
+
+
+def fit_scale(e: np.ndarray, d: np.ndarray, s_boot: np.ndarray, sigma_noise: float) -> tuple[float, float]:
+    """(bias_per_dex, growth_per_dex) by Gaussian maximum likelihood of e ~ N(b d, s_boot^2 + sigma^2 + (k d)^2)."""
+    from scipy.optimize import minimize
+
+    base = s_boot**2 + sigma_noise**2 + 1e-12
+
+    def nll(x):
+        b, k = x
+        var = base + (k * d) ** 2
+        return float(np.sum(np.log(var) + (e - b * d) ** 2 / var))
+
+    scale = max(float(np.std(e)), 1e-4) / max(float(np.mean(d)), 1e-3)
+    res = minimize(nll, [0.0, scale], method="L-BFGS-B", bounds=[(None, None), (0.0, None)])
+    return float(res.x[0]), float(res.x[1])
+
+
+def conformal_quantiles(z: np.ndarray, level: float) -> tuple[float, float]:
+    """Lower and upper score quantiles at split-conformal ranks; -inf/inf where n is too small for the rank."""
+    z = np.sort(np.asarray(z, float))
+    n, tail = len(z), (1 - level) / 2
+    hi_rank = math.ceil((n + 1) * (1 - tail))
+    lo_rank = math.floor((n + 1) * tail)
+    hi = float(z[hi_rank - 1]) if 1 <= hi_rank <= n else math.inf
+    lo = float(z[lo_rank - 1]) if 1 <= lo_rank <= n else -math.inf
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class PredictionInterval:
+    """A prediction interval for one run's loss. low/high None: unbounded (the reason says why)."""
+
+    low: float | None
+    high: float | None
+    level: float
+    where: Extrapolation
+    bias_corrected: float | None = None  # the point shifted by the backtests' bias at this distance
+    sd_log: dict = field(default_factory=dict)  # the three components of the scale, in log loss
+    beyond_backtests: bool = False  # farther out than any backtest: the scale model is extrapolated
+    reason: str = ""
+
+    @property
+    def bounded(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    def to_json(self) -> dict:
+        out = {"interval": [self.low, self.high] if self.bounded else None, "level": self.level,
+               "bias_corrected_loss": self.bias_corrected, "sd_log": self.sd_log,
+               "extrapolation": self.where.to_json(), "beyond_backtests": self.beyond_backtests}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a law file keeps to give prediction intervals later: the scale model and its score quantiles."""
+
+    level: float
+    sigma_noise: float
+    bias_per_dex: float
+    growth_per_dex: float
+    score_low: float  # -inf: unbounded below
+    score_high: float  # inf: unbounded above
+    n_folds: int
+    n_scores: int
+    backtested_up_to_dex: float
+    fitted: FittedRange
+    method: str = METHOD
+
+    def scale(self, distance_dex, boot_sd) -> np.ndarray:
+        extrapolation = self.growth_per_dex * np.asarray(distance_dex)
+        return np.sqrt(np.asarray(boot_sd) ** 2 + self.sigma_noise**2 + extrapolation**2)
+
+    def interval(self, point: float, params: float, tokens: float, boot_sd: float, flops=None) -> PredictionInterval:
+        """The interval for the actual loss of a run of N params on D tokens whose law predicts `point`."""
+        where = self.fitted.where(params, tokens, flops)
+        d = where.distance_dex
+        sd = {"parameters": float(boot_sd), "noise": self.sigma_noise, "extrapolation": self.growth_per_dex * d}
+        beyond = d > self.backtested_up_to_dex + 1e-9
+        if self.n_folds < MIN_FOLDS or not (math.isfinite(self.score_low) and math.isfinite(self.score_high)):
+            why = (f"unbounded: {self.n_folds} backtest fold(s), {MIN_FOLDS} needed" if self.n_folds < MIN_FOLDS
+                   else f"unbounded: {self.n_scores} backtest errors are too few for a {self.level:.0%} interval")
+            return PredictionInterval(None, None, self.level, where, None, sd, beyond, why)
+        s = float(self.scale(d, boot_sd))
+        shift = self.bias_per_dex * d
+        # e = log pred - log actual = shift + s z, so log actual = log pred - shift - s z.
+        low = point * math.exp(-shift - s * self.score_high)
+        high = point * math.exp(-shift - s * self.score_low)
+        return PredictionInterval(low, high, self.level, where, point * math.exp(-shift), sd, beyond)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["score_low"] = None if math.isinf(self.score_low) else self.score_low
+        out["score_high"] = None if math.isinf(self.score_high) else self.score_high
+        return out
+
+    @classmethod
+    def from_json(cls, raw, where: str = "the law file") -> Calibration:
+        """Read what to_json wrote; a one-line UserError for a missing or malformed field."""
+        if not isinstance(raw, dict):
+            raise UserError(f"{where}: prediction_calibration must be an object")
+        try:
+            fitted = FittedRange(**{k: _positive(raw["fitted"][k]) for k in ("params_max", "tokens_max", "flops_max")})
+            nums = {k: _number(raw[k]) for k in ("level", "sigma_noise", "bias_per_dex", "growth_per_dex",
+                                                  "backtested_up_to_dex")}
+            low = -math.inf if raw["score_low"] is None else _number(raw["score_low"])
+            high = math.inf if raw["score_high"] is None else _number(raw["score_high"])
+            counts = {k: int(_number(raw[k])) for k in ("n_folds", "n_scores")}
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{where}: prediction_calibration is malformed ({_describe(e)})") from None
+        if not 0 < nums["level"] < 1 or nums["sigma_noise"] < 0 or nums["growth_per_dex"] < 0 or low > high:
+            raise UserError(f"{where}: prediction_calibration has out-of-range values")
+        method = str(raw.get("method", METHOD))
+        return cls(score_low=low, score_high=high, fitted=fitted, method=method, **nums, **counts)
+
+
+def _number(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{v!r} is not a finite number")
+    return float(v)
+
+
+def _positive(v) -> float:
+    if _number(v) <= 0:
+        raise ValueError(f"{v!r} is not positive")
+    return float(v)
+
+
+def _describe(e: Exception) -> str:
+    return f"missing {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+
+
+def calibrate(backtest: Backtest, sigma_noise: float, fitted: FittedRange, level: float = 0.95) -> Calibration:
+    """The scale model and score quantiles from a backtest's errors (unbounded with too few folds)."""
+    from scipy.stats import t as student_t
+
+    e, d, s_boot = backtest.arrays()
+    n_folds = len({h.fold for h in backtest.errors})
+    top = float(d.max()) if len(d) else 0.0
+    if n_folds < MIN_FOLDS:
+        return Calibration(level, sigma_noise, 0.0, 0.0, -math.inf, math.inf, n_folds, len(e), top, fitted)
+    bias, growth = fit_scale(e, d, s_boot, sigma_noise)
+    z = (e - bias * d) / np.sqrt(s_boot**2 + sigma_noise**2 + (growth * d) ** 2 + 1e-24)
+    lo, hi = conformal_quantiles(z, level)
+    floor = float(student_t.ppf(1 - (1 - level) / 2, n_folds - 1))
+    lo, hi = min(lo, -floor), max(hi, floor)
+    return Calibration(level, sigma_noise, bias, growth, lo, hi, n_folds, len(e), top, fitted)
+
+
+def calibrate_fit(
+    table: RunTable,
+    law,
+    form: str = "chinchilla",
+    options: dict | None = None,
+    level: float = 0.95,
+    n_boot: int = FOLD_BOOTSTRAP,
+    seed: int = 0,
+    fit_point=None,
+) -> tuple[Calibration, Backtest]:
+    """Backtest a fit's runs and calibrate its prediction intervals: what `scaling fit` stores."""
+    bt = run_backtest(table, form, options, n_boot, seed, fit_point)
+    return calibrate(bt, residual_spread(law, table), FittedRange.of(table), level), bt
+
+
+# --- how well it did: coverage of held-out folds, error against distance -----------------------------------
+
+
+def leave_fold_out(backtest: Backtest, calibration: Calibration) -> np.ndarray:
+    """For every backtest error: is it inside the interval calibrated on the *other* folds' errors?
+
+    The honest coverage of the backtests themselves (the in-sample one is optimistic by construction); NaN
+    where the other folds are too few to calibrate on."""
+    inside = np.full(len(backtest.errors), np.nan)
+    names = [h.fold for h in backtest.errors]
+    for fold in dict.fromkeys(names):
+        rest = Backtest(backtest.folds, [h for h in backtest.errors if h.fold != fold])
+        cal = calibrate(rest, calibration.sigma_noise, calibration.fitted, calibration.level)
+        if cal.n_folds < MIN_FOLDS or math.isinf(cal.score_low) or math.isinf(cal.score_high):
+            continue
+        for i, h in enumerate(backtest.errors):
+            if h.fold == fold:
+                z = (h.log_error - cal.bias_per_dex * h.where.distance_dex) / float(
+                    cal.scale(h.where.distance_dex, h.boot_sd))
+                inside[i] = float(cal.score_low <= z <= cal.score_high)
+    return inside
+
+
+def by_distance(backtest: Backtest, inside: np.ndarray) -> list[dict]:
+    """The error table: per bin of the compute multiple, runs, mean signed and absolute % error, coverage."""
+    rows = []
+    mult = np.array([h.where.flops_multiple for h in backtest.errors])
+    rel = np.array([math.expm1(-h.log_error) for h in backtest.errors])  # actual / pred - 1
+    pct = 100 * (1 / (1 + rel) - 1)  # (pred - actual) / actual
+    for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:], strict=True):
+        m = (mult >= lo) & (mult < hi) if lo > 1 else mult < hi
+        if not m.any():
+            continue
+        cov = inside[m][np.isfinite(inside[m])]
+        rows.append({"flops_multiple": [lo, None if math.isinf(hi) else hi], "n": int(m.sum()),
+                     "mean_error_pct": float(pct[m].mean()), "mean_abs_error_pct": float(np.abs(pct[m]).mean()),
+                     "coverage": float(cov.mean()) if len(cov) else None})
+    return rows

@@ -1,0 +1,113 @@
+"""Prediction intervals (`scaling.fit.predictive`): coverage on a synthetic ground truth, the parameter
+intervals' coverage, few runs, growth with distance, and the calibration's law-file record."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gptcore.errors import UserError
+from scaling.fit import chinchilla, predictive
+from scaling.fit.api import fit_runs
+from scaling.fit.data import RunTable
+from scaling.law import PARAM_NAMES, ChinchillaLaw
+
+TRUE = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)  # Epoch's refit
+
+
+def grid_table(seed: int, noise: float = 0.008, sizes: int = 6, ratios: int = 6) -> RunTable:
+    """Sizes 1e7..1e9 times 4..128 tokens per parameter, losses from TRUE times lognormal noise."""
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(1e7, 1e9, sizes), ratios)
+    d = n * np.tile(np.geomspace(4, 128, ratios), sizes)
+    loss = TRUE.loss(n, d) * np.exp(rng.normal(0, noise, len(n)))
+    return RunTable(n, d, 6 * n * d, loss, np.array([f"r{i}" for i in range(len(n))]))
+
+
+def warm_point(law: ChinchillaLaw):
+    """A refit from one start, the full fit's optimum (as the bootstrap refits start): fast for tests."""
+    theta = chinchilla.params_to_theta(*(float(getattr(law, k)) for k in PARAM_NAMES))
+
+    def point(train: RunTable) -> ChinchillaLaw:
+        res = chinchilla.fit(train.params, train.tokens, train.loss, starts=theta[None, :], keep=1)
+        return ChinchillaLaw(*chinchilla.theta_to_params(res.theta)[0])
+
+    return point
+
+
+def test_synthetic_truth_coverage():
+    """Fit on the runs below the 70th percentile of compute, predict those above (up to ~80x the largest
+    fitted C): over draws, 85-99% of them inside the 95% prediction interval, the true parameters inside
+    their 95% bootstrap intervals at about that rate, and the bootstrap interval alone covering less."""
+    inside, inside_boot, params_inside = [], [], []
+    truth = np.array([getattr(TRUE, k) for k in PARAM_NAMES])
+    for seed in range(8):
+        table = grid_table(seed)
+        below = table.flops <= np.quantile(table.flops, 0.7)
+        train, test = table.subset(below), table.subset(~below)
+        fit = fit_runs(train, "chinchilla", bootstrap=40, seed=seed, options={"keep": 10})
+        cal, _ = predictive.calibrate_fit(train, fit.law, n_boot=15, seed=seed, fit_point=warm_point(fit.law))
+        losses = fit.bootstrap_losses(test.params, test.tokens)
+        boot_sd = predictive.log_spread(losses)
+        lo, hi = np.percentile(losses, [2.5, 97.5], axis=0)
+        for j in range(len(test)):
+            pi = cal.interval(float(fit.law.loss(test.params[j], test.tokens[j])), test.params[j], test.tokens[j],
+                              float(boot_sd[j]))
+            assert pi.bounded
+            inside.append(pi.low <= test.loss[j] <= pi.high)
+            inside_boot.append(lo[j] <= test.loss[j] <= hi[j])
+        params_inside.extend((np.array([fit.ci[k][0] for k in PARAM_NAMES]) <= truth)
+                             & (truth <= np.array([fit.ci[k][1] for k in PARAM_NAMES])))
+    coverage = float(np.mean(inside))
+    assert 0.85 <= coverage <= 0.99, coverage
+    assert np.mean(inside_boot) < coverage  # the parameter interval alone is not a prediction interval
+    assert 0.8 <= np.mean(params_inside) <= 1.0
+
+
+def test_few_runs_give_an_unbounded_interval_said_as_such():
+    table = grid_table(0, sizes=2, ratios=4)  # 8 runs: no fold leaves enough to refit
+    law = warm_point(TRUE)(table)
+    cal, bt = predictive.calibrate_fit(table, law, n_boot=0, fit_point=warm_point(TRUE))
+    pi = cal.interval(3.0, 2e9, 4e10, 0.01)
+    assert not pi.bounded and pi.low is None and "unbounded" in pi.reason
+    assert pi.to_json()["interval"] is None
+
+
+def test_interval_widens_with_distance_and_carries_the_multiples():
+    table = grid_table(1)
+    law = warm_point(TRUE)(table)
+    cal, bt = predictive.calibrate_fit(table, law, n_boot=10, fit_point=warm_point(TRUE))
+    assert cal.n_folds >= predictive.MIN_FOLDS and cal.growth_per_dex >= 0
+    widths = []
+    for n in (1e9, 1e10, 1e11):
+        pi = cal.interval(float(law.loss(n, 20 * n)), n, 20 * n, 0.0)
+        widths.append(math.log(pi.high / pi.low))
+    assert widths[0] < widths[2] and widths[0] <= widths[1]
+    far = cal.interval(2.0, 1e11, 2e12, 0.0)
+    assert far.where.params_multiple == pytest.approx(1e11 / table.params.max())
+    assert far.where.tokens_multiple == pytest.approx(2e12 / table.tokens.max())
+    assert far.beyond_backtests and not cal.interval(2.5, 1e9, 4e9, 0.0).beyond_backtests
+    covered = predictive.leave_fold_out(bt, cal)
+    rows = predictive.by_distance(bt, covered)
+    assert sum(r["n"] for r in rows) == len(bt.errors)
+
+
+def test_conformal_rank_past_n_is_unbounded():
+    lo, hi = predictive.conformal_quantiles(np.linspace(-1, 1, 10), 0.95)
+    assert math.isinf(lo) and math.isinf(hi)
+    lo, hi = predictive.conformal_quantiles(np.linspace(-1, 1, 79), 0.95)
+    assert -1 < lo < -0.9 and 0.9 < hi < 1
+
+
+def test_calibration_round_trip_and_malformed_records():
+    table = grid_table(2)
+    law = warm_point(TRUE)(table)
+    cal, _ = predictive.calibrate_fit(table, law, n_boot=0, fit_point=warm_point(TRUE))
+    assert predictive.Calibration.from_json(cal.to_json()) == cal
+    raw = cal.to_json()
+    for broken in ({**raw, "sigma_noise": "x"}, {k: v for k, v in raw.items() if k != "growth_per_dex"},
+                   {**raw, "fitted": {"params_max": -1}}, {**raw, "level": 2.0}, [1, 2]):
+        with pytest.raises(UserError, match="prediction_calibration"):
+            predictive.Calibration.from_json(broken)
