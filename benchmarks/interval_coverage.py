@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from scaling.fit import predictive
-from scaling.fit.api import fit_runs
 from scaling.fit.data import RunTable, epoch_chinchilla_table, load_runs, runs_from_frame
+from scaling.fit.fitting import fit_runs
 
 EPOCH_CSV = Path(__file__).resolve().parents[1] / "analysis" / "data" / "epoch_chinchilla" / "svg_extracted_data.csv"
 

@@ -10,8 +10,8 @@ import pytest
 
 from gptcore.errors import UserError
 from scaling.fit import chinchilla, predictive
-from scaling.fit.api import fit_runs
 from scaling.fit.data import RunTable
+from scaling.fit.fitting import fit_runs
 from scaling.law import PARAM_NAMES, ChinchillaLaw
 
 TRUE = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)  # Epoch's refit

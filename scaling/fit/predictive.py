@@ -45,6 +45,7 @@ from gptcore.errors import UserError
 from scaling.fit import chinchilla
 from scaling.fit.data import RunTable
 from scaling.fit.estimators import ESTIMATORS, budget_groups
+from scaling.fit.fitting import check_table, resample_counts
 from scaling.law import PARAM_NAMES, ChinchillaLaw
 
 METHOD = "rolling-origin backtests, normalised split-conformal scores (Lei et al. 2018), Student-t floor"
@@ -183,14 +184,10 @@ def fold_spread(train: RunTable, law: ChinchillaLaw, test: RunTable, n_boot: int
     """The refit's bootstrap spread of log loss at the held-out runs (zeros with n_boot = 0)."""
     if n_boot <= 0:
         return np.zeros(len(test))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(train), size=(n_boot, len(train)))
-    counts = np.stack([np.bincount(row, minlength=len(train)) for row in draws])
+    counts = resample_counts(train, n_boot, seed)
     theta0 = chinchilla.params_to_theta(*(float(getattr(law, k)) for k in PARAM_NAMES))
     theta = chinchilla.bootstrap(train.params, train.tokens, train.loss, counts, theta0)
-    reps = chinchilla.theta_to_params(theta)
-    with np.errstate(over="ignore", invalid="ignore"):
-        losses = reps[:, :1] + reps[:, 1:2] / test.params ** reps[:, 3:4] + reps[:, 2:3] / test.tokens ** reps[:, 4:5]
+    losses = ChinchillaLaw.from_rows(chinchilla.theta_to_params(theta)).loss(test.params, test.tokens)
     return np.nan_to_num(log_spread(losses), nan=0.0)
 
 
@@ -207,8 +204,6 @@ def run_backtest(
     fit_point(train) -> law (None: the fit predicts no loss) defaults to the form's own estimator from its
     full start grid, as a user would refit; tests pass a cheaper one.
     """
-    from scaling.fit.api import check_table
-
     if not ESTIMATORS[form].predicts_loss:
         raise UserError(f"prediction intervals need a form that predicts loss (chinchilla, vpnls), not {form}")
     fit_point = fit_point or _default_point(form, options or {})
