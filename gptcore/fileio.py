@@ -6,6 +6,7 @@ A crash or kill leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -37,8 +38,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict(obj):
+    """`obj` with every non-finite float (NaN, inf) replaced by None, so it dumps as strict JSON.
+
+    Python's json writes bare NaN and Infinity, which strict parsers (JavaScript, jq, Go) reject; what was
+    written must say why a number is missing in a status or reason field of its own.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj, **kwargs) -> str:
+    """json.dumps as strict JSON: non-finite numbers become null (see `strict`)."""
+    return json.dumps(strict(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, dumps_json(obj, indent=2, sort_keys=False) + "\n")
 
 
 def cache_dir() -> Path:

@@ -82,9 +82,13 @@ def run(args) -> int:
 
 
 def summary_line(report: dict) -> str:
-    """One line: predicted against actual final loss."""
+    """One line: predicted against actual final loss; a run without a final loss (diverged) says why."""
     lo_hi = report["predicted_interval"]
-    within = "" if lo_hi is None else (" (inside" if report["within_interval"] else " (outside") + \
-        f" the interval [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}])"
-    return (f"predicted final loss {report['predicted_loss']:.4f}, actual {report['actual_loss']:.4f}: "
+    interval = "" if lo_hi is None else f" the interval [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]"
+    predicted = f"predicted final loss {report['predicted_loss']:.4f}"
+    if report["actual_loss"] is None:
+        return f"{predicted}, actual none (the run {report['status']}; no final loss to compare){interval and ';'}" \
+            f"{interval}"
+    within = "" if lo_hi is None else (" (inside" if report["within_interval"] else " (outside") + f"{interval})"
+    return (f"{predicted}, actual {report['actual_loss']:.4f}: "
             f"relative error {100 * report['relative_error']:+.2f}%{within}")
