@@ -79,20 +79,39 @@ def local_owner(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of a process on this host from /proc/PID/stat (R, S, D, Z, X...), or None if none.
+
+    The command name in field 2 may hold spaces and parentheses, so the state is read after its last ')'.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (not Linux) or not readable: fall back on signal 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "?"
+    return stat[stat.rindex(")") + 2:].split(" ", 1)[0]
+
+
 def owner_is_dead(owner: str | None) -> bool:
-    """True when the owner is a process on this host that no longer exists."""
+    """True when the owner is a process on this host that no longer runs: gone, or a zombie nobody reaped.
+
+    os.kill(pid, 0) succeeds on a zombie (an exited process whose parent has not waited for it, which lasts
+    forever where no init reaps), so the state comes from /proc: Z (zombie) and X (dead) count as dead.
+    An owner on another host is judged by its heartbeat alone (`STALE_AFTER_S`).
+    """
     if not owner or ":" not in owner:
         return False
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return process_state(int(pid)) in (None, "Z", "X")
 
 
 def _is_locked(e: sqlite3.DatabaseError) -> bool:

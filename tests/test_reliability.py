@@ -74,3 +74,63 @@ def test_a_diverged_launch_prints_its_report_and_exits_0(quick, tmp_path, capsys
 
 def _no_constant(name):
     raise ValueError(f"not strict JSON: {name}")
+
+
+# ----------------------------------------------------------------------------- 3. liveness
+
+
+@pytest.fixture
+def zombie():
+    """A real zombie: a child that has exited and that nobody has reaped (yet)."""
+    import os
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    while True:  # not proc.poll(): that would reap it
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        if stat[stat.rindex(")") + 2] == "Z":
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, 0)  # what the old check used: a zombie passes it
+    yield proc.pid
+    proc.wait()
+
+
+def _one_run_store(tmp_path, owner: str):
+    from sweeps.grid import load_grid, resolve
+    from sweeps.store import Store
+
+    (tmp_path / "grid.toml").write_text(GRID)
+    (spec,) = resolve(load_grid(str(tmp_path / "grid.toml")), 512, "datahash", None)
+    store = Store(tmp_path / "sweep")
+    store.register([spec])
+    assert store.claim(owner) is not None
+    return store, spec
+
+
+def test_a_zombie_owner_is_taken_over_at_once(tmp_path, zombie):
+    from sweeps.store import local_owner, owner_is_dead
+
+    assert owner_is_dead(local_owner(zombie))
+    assert not owner_is_dead(local_owner())  # this process, alive
+    store, spec = _one_run_store(tmp_path, local_owner(zombie))
+    try:
+        taken = store.claim(local_owner())  # its heartbeat is fresh: only the process state tells
+        assert taken is not None and taken.run_id == spec.run_id
+        (row,) = store.rows()
+        assert row["owner"] == local_owner() and row["attempts"] == 2
+    finally:
+        store.close()
+
+
+def test_a_live_owner_with_a_fresh_heartbeat_keeps_its_run(tmp_path):
+    from sweeps.store import local_owner
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store, _ = _one_run_store(tmp_path, local_owner(sleeper.pid))
+        assert store.claim(local_owner()) is None
+        store.close()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
