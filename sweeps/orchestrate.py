@@ -17,7 +17,7 @@ from sweeps.hparams import LRLaw, load_lr_law
 from sweeps.local import LocalExecutor, available_cores, worker_layout
 from sweeps.progress import SweepProgress
 from sweeps.provenance import data_hash
-from sweeps.runner import SETTINGS_NAME
+from sweeps.runner import SETTINGS_NAME, check_run_tree
 from sweeps.slurm import SlurmExecutor, cluster_answers
 from sweeps.store import DB_NAME, FINAL, Store
 
@@ -145,6 +145,7 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
                     "data_hash": specs[0].data_hash if specs else None}
         atomic_write_json(out / SETTINGS_NAME, settings)
     todo = [s for s in specs if statuses.get(s.run_id) not in ("completed", "diverged")]
+    check_run_tree(out, [s.run_id for s in todo])
 
     gpus = _gpu_count()
     if executor == "local":

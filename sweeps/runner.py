@@ -13,17 +13,48 @@ import threading
 import traceback
 from pathlib import Path
 
+from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
 from sweeps.grid import RunSpec
 from sweeps.provenance import provenance
-from sweeps.store import Store
+from sweeps.store import Store, check_run_id
 
 SETTINGS_NAME = "sweep.json"
 HEARTBEAT_S = 5.0
 
 
 def run_dir(sweep_dir: str | os.PathLike, run_id: str) -> Path:
-    return Path(sweep_dir) / "runs" / run_id
+    """DIR/runs/RUN_ID, for a run id that is one plain name and a path that stays inside DIR/runs.
+
+    Run ids come from sweep.db and prediction.json, files anyone can edit: `../../x` or a symlinked
+    `runs/` would have a run train (and its loss enter the fit) outside the sweep. Both are refused.
+    """
+    check_run_id(run_id, sweep_dir)
+    runs = Path(sweep_dir) / "runs"
+    path = runs / run_id
+    for p in (runs, path):
+        if p.is_symlink():
+            raise UserError(f"{p} is a symlink; a sweep's run tree must be plain directories: refused")
+    if not path.resolve().is_relative_to(Path(sweep_dir).resolve() / "runs"):
+        raise UserError(f"{path} resolves outside {runs}: refused")
+    return path
+
+
+def check_run_tree(sweep_dir: str | os.PathLike, run_ids: list[str]) -> None:
+    """Refuse a symlinked DIR/runs, or a run folder (of `run_ids`) holding a symlink: the trainer would read
+    or write through it."""
+    runs = Path(sweep_dir) / "runs"
+    if runs.is_symlink():
+        raise UserError(f"{runs} is a symlink; a sweep's run tree must be plain directories: refused")
+    for run_id in run_ids:
+        path = run_dir(sweep_dir, run_id)
+        if not path.is_dir():
+            continue
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                if (Path(root) / name).is_symlink():
+                    raise UserError(f"{Path(root) / name} is a symlink inside a run folder: refused "
+                                    "(replace it with the file itself, or delete it)")
 
 
 def read_settings(sweep_dir: str | os.PathLike) -> dict:
@@ -112,7 +143,12 @@ def run_claimed(
     """
     sweep_dir = store.dir
     settings = read_settings(sweep_dir)
-    out = run_dir(sweep_dir, spec.run_id)
+    try:
+        out = run_dir(sweep_dir, spec.run_id)
+        check_run_tree(sweep_dir, [spec.run_id])
+    except UserError as e:  # the driver checked before it started this worker: the tree changed since
+        store.finish(spec.run_id, owner, "failed", str(e))
+        return "failed"
     out.mkdir(parents=True, exist_ok=True)
     beat = _Heartbeat(sweep_dir, spec, owner)
     beat.start()

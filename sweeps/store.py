@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -54,6 +55,7 @@ CSV_COLUMNS = (
 )
 BUSY_TIMEOUT_S = 60.0  # how long a write waits for another process's write lock before giving up
 STALE_AFTER_S = 600.0  # a claim whose owner has not sent a heartbeat for this long may be taken over
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -72,6 +74,14 @@ CREATE TABLE IF NOT EXISTS runs (
     summary_json TEXT
 );
 """
+
+
+def check_run_id(run_id: object, where: str | os.PathLike) -> str:
+    """A run id as `sweeps.grid` makes them (L2-d128-D8K): one plain name, safe to join to a path."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise UserError(f"{where} names a run {run_id!r}, which is not a run id (letters, digits and . _ + -, "
+                        "as sweeps name them): refused (an edited store?)")
+    return run_id
 
 
 def local_owner(pid: int | None = None) -> str:
@@ -172,6 +182,7 @@ class Store:
         """
         counts = {"new": 0, "finished": 0, "retried": 0, "pending": 0}
         with self._write(commit=not dry_run) as db:
+            self._check_known(db, {s.run_id for s in specs})
             changed = []
             for spec in specs:
                 row = db.execute("SELECT config_hash, status FROM runs WHERE run_id = ?", (spec.run_id,)).fetchone()
@@ -201,6 +212,15 @@ class Store:
                 )
             self._write_csv(db)
         return counts
+
+    def _check_known(self, db: sqlite3.Connection, run_ids: set[str]) -> None:
+        """Every stored run is one of `run_ids` (the grid's): a row planted in the store is refused, not trained."""
+        stored = [r["run_id"] for r in db.execute("SELECT run_id FROM runs ORDER BY rowid")]
+        foreign = [r for r in stored if r not in run_ids]
+        if foreign:
+            shown = ", ".join(repr(f) for f in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+            raise UserError(f"{self.path} holds {len(foreign)} run(s) that are not in this grid ({shown}): refused "
+                            "(an edited store, or another sweep's); use another --out")
 
     # ------------------------------------------------------------------------- claiming and finishing
 
@@ -238,7 +258,10 @@ class Store:
                         " attempts = attempts + 1, started_at = COALESCE(started_at, ?) WHERE run_id = ?",
                         (owner, now, now, now, row["run_id"]),
                     )
-                    return RunSpec.from_dict(json.loads(row["spec_json"]))
+                    spec = RunSpec.from_dict(json.loads(row["spec_json"]))
+                    if spec.run_id != check_run_id(row["run_id"], self.path) or spec.config_hash != row["config_hash"]:
+                        raise UserError(f"{self.path}: run {row['run_id']!r} does not match its stored config: refused")
+                    return spec
         return None
 
     def heartbeat(self, run_id: str, owner: str, latest_loss: float | None) -> bool:

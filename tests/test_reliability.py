@@ -6,7 +6,6 @@ Each test reproduces one failure the fault-injection pass found, then checks the
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +133,81 @@ def test_a_live_owner_with_a_fresh_heartbeat_keeps_its_run(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+# ----------------------------------------------------------------------------- 4. run ids and paths
+
+
+def sweep_args(data, out: Path, grid: Path, *extra: str) -> list[str]:
+    return ["sweep", "--grid", str(grid), "--data", str(data), "--out", str(out), "--executor", "local",
+            "--no-estimate", *extra]
+
+
+@pytest.fixture(scope="module")
+def swept(prepared_data, tmp_path_factory) -> dict:
+    """A finished one-run sweep (12K parameters, 4K tokens: seconds), copied by the tests that tamper with it."""
+    root = tmp_path_factory.mktemp("swept")
+    (root / "grid.toml").write_text(GRID)
+    done = scaling(*sweep_args(prepared_data, root / "sweep", root / "grid.toml"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {"dir": root / "sweep", "grid": root / "grid.toml", "data": prepared_data}
+
+
+def copy_sweep(swept: dict, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(swept["dir"], dest)
+    return dest
+
+
+def test_a_planted_dotdot_run_id_is_refused_and_nothing_trains_outside(swept, tmp_path, capsys):
+    import sqlite3
+
+    out = copy_sweep(swept, tmp_path / "a" / "b" / "sweep")
+    db = sqlite3.connect(out / "sweep.db")
+    (spec_json,) = db.execute("SELECT spec_json FROM runs").fetchone()
+    planted = json.loads(spec_json) | {"run_id": "../../escaped"}
+    db.execute("INSERT INTO runs (run_id, config_hash, spec_json) VALUES (?, ?, ?)",
+               ("../../escaped", planted["config_hash"], json.dumps(planted)))
+    db.commit()
+    db.close()
+    table_before = (out / "sweep.csv").read_bytes()
+    code = main(sweep_args(swept["data"], out, swept["grid"]))
+    one_line_error(capsys, code, "'../../escaped'", "not in this grid", "refused")
+    assert not (tmp_path / "a" / "escaped").exists() and not (out / "escaped").exists()
+    assert (out / "sweep.csv").read_bytes() == table_before
+
+
+def test_a_run_id_that_is_not_a_name_builds_no_path(tmp_path):
+    from gptcore.errors import UserError
+    from sweeps.runner import run_dir
+
+    assert run_dir(tmp_path, "L2-d128-D8K") == tmp_path / "runs" / "L2-d128-D8K"
+    for bad in ("../../escaped", "/etc", "a/b", "..", "", "x\n", ".hidden"):
+        with pytest.raises(UserError, match="not a run id"):
+            run_dir(tmp_path, bad)
+
+
+def test_a_symlinked_runs_dir_is_refused(swept, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "fresh"
+    out.mkdir()
+    (out / "runs").symlink_to(elsewhere)
+    code = main(sweep_args(swept["data"], out, swept["grid"]))
+    one_line_error(capsys, code, "runs is a symlink", "refused")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_symlink_inside_a_run_folder_is_refused(swept, tmp_path, capsys):
+    out = copy_sweep(swept, tmp_path / "sweep")
+    (run,) = (out / "runs").iterdir()
+    (run / "summary.json").unlink()  # so the run is trained again
+    (out / "sweep.db").unlink()
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to(target)
+    code = main(sweep_args(swept["data"], out, swept["grid"]))
+    one_line_error(capsys, code, "metrics.jsonl is a symlink inside a run folder", "refused")
+    assert target.read_text() == "keep me"

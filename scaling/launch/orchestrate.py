@@ -20,7 +20,7 @@ from scaling.launch.request import EXECUTORS, LaunchRequest
 from scaling.law import FittedLaw, file_sha256
 from scaling.planner import MAX_PARAMS
 from sweeps.grid import RunSpec
-from sweeps.runner import SETTINGS_NAME, run_dir
+from sweeps.runner import SETTINGS_NAME, check_run_tree, run_dir
 
 
 def _check_request(req: LaunchRequest) -> None:
@@ -91,6 +91,7 @@ def launch(req: LaunchRequest) -> dict:
         store.register([spec])
     finally:
         store.close()
+    check_run_tree(out, [spec.run_id])
     atomic_write_json(out / SETTINGS_NAME, {"grid": "launch", "data": str(data), "data_hash": spec.data_hash})
     if req.executor == "local":
         executors.run_local(out, spec, req.progress)
