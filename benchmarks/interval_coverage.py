@@ -29,13 +29,15 @@ from scaling.fit.fitting import fit_runs
 EPOCH_CSV = Path(__file__).resolve().parents[1] / "analysis" / "data" / "epoch_chinchilla" / "svg_extracted_data.csv"
 
 
-def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, level: float = 0.95) -> dict:
+def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, level: float = 0.95,
+             warm: bool = True) -> dict:
     """Fit below the median compute, calibrate there, predict every run above it."""
     t0 = time.perf_counter()
     below = table.flops <= np.median(table.flops)
     train, test = table.subset(below), table.subset(~below)
     result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, ci_level=level)
-    cal, bt = predictive.calibrate_fit(train, result.law, level=level, n_boot=fold_bootstrap, seed=seed)
+    cal, bt = predictive.calibrate_fit(train, result.law, level=level, n_boot=fold_bootstrap, seed=seed,
+                                          warm=warm)
     losses = result.bootstrap_losses(test.params, test.tokens)
     boot_sd = predictive.log_spread(losses)
     tail = 100 * (1 - level) / 2
@@ -78,6 +80,8 @@ def main() -> None:
     ap.add_argument("--fold-bootstrap", type=int, default=predictive.FOLD_BOOTSTRAP,
                     help=f"bootstrap replicates per backtest fold (default {predictive.FOLD_BOOTSTRAP})")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--grid-refits", action="store_true",
+                    help="refit each backtest fold from the full start grid (default: from the fit's params)")
     args = ap.parse_args()
     tables = {} if args.no_epoch else {"epoch_chinchilla": runs_from_frame(epoch_chinchilla_table(EPOCH_CSV))}
     for spec in args.csv:
@@ -85,7 +89,7 @@ def main() -> None:
         tables[name] = load_runs(path or name)
     out = {}
     for name, table in tables.items():
-        r = evaluate(table, args.bootstrap, args.fold_bootstrap, args.seed)
+        r = evaluate(table, args.bootstrap, args.fold_bootstrap, args.seed, warm=not args.grid_refits)
         out[name] = r
         print(f"{name}: fit {r['n_fit']} runs below the median compute, predict {r['n_held_out']} above "
               f"(up to {r['flops_multiple_max']:.3g}x the largest fitted C)")

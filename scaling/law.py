@@ -12,16 +12,20 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
 
+if TYPE_CHECKING:  # scaling.fit.predictive imports this module
+    from scaling.fit.predictive import Calibration, PredictionInterval
+
 LAW_SCHEMA = "scaling-law/1"
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 LAW_FILE_KEYS = ("schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options", "rows",
-                 "bootstrap_params", "objective", "n_points", "warnings", "at_flops")
+                 "bootstrap_params", "objective", "n_points", "warnings", "at_flops", "prediction_calibration")
 
 
 def percentile_interval(samples, level: float) -> list:
@@ -186,6 +190,7 @@ class FittedLaw:
     warnings: list[str] = field(default_factory=list)
     rows: dict = field(default_factory=dict)  # which rows were fitted: RunTable.rows_record()
     extra: dict = field(default_factory=dict)  # law-file keys this version does not know, kept when re-saved
+    calibration: Calibration | None = None  # the backtests' prediction-interval model (scaling.fit.predictive)
 
     def __post_init__(self):
         if self.bootstrap is not None:  # rows given as lists (a hand-written law); none at all is None
@@ -260,6 +265,17 @@ class FittedLaw:
         """The percentile interval of samples at this law's level."""
         return percentile_interval(samples, self.ci_level)
 
+    def prediction_interval(self, params, tokens) -> PredictionInterval | None:
+        """The interval for a run's actual loss (noise, extrapolation and parameter error, calibrated by the
+        fit's backtests); None for a law without backtest calibration (a published law, an older file)."""
+        if self.calibration is None or not isinstance(self.law, ChinchillaLaw):
+            return None
+        from scaling.fit.predictive import log_spread
+
+        losses = self.bootstrap_losses(params, tokens)
+        boot_sd = 0.0 if losses is None else float(log_spread(losses[:, 0])[()])
+        return self.calibration.interval(float(self.law.loss(params, tokens)), params, tokens, boot_sd)
+
     def predict_loss(self, params, tokens) -> tuple[float, list[float] | None]:
         """The point prediction, and its percentile interval from the bootstrap fits when there are any."""
         losses = self.bootstrap_losses(params, tokens)
@@ -285,6 +301,8 @@ class FittedLaw:
             "n_points": self.n_points,
             "warnings": self.warnings,
         }
+        if self.calibration is not None:
+            out["prediction_calibration"] = self.calibration.to_json()
         if self.details.get("at_flops"):
             out["at_flops"] = self.details["at_flops"]
         return {**out, **self.extra}
@@ -332,6 +350,7 @@ class FittedLaw:
             warnings=raw.get("warnings") or [],
             rows=rows,
             extra={k: v for k, v in raw.items() if k not in LAW_FILE_KEYS},
+            calibration=_read_calibration(raw, path),
         )
 
     def with_finite_bootstrap(self) -> FittedLaw:
@@ -339,6 +358,15 @@ class FittedLaw:
         if self.bootstrap is None:
             return self
         return replace(self, bootstrap=self.bootstrap[np.all(np.isfinite(self.bootstrap), axis=1)])
+
+
+def _read_calibration(raw: dict, path: Path) -> Calibration | None:
+    """The law file's prediction-interval calibration; absent is None, malformed is a one-line error."""
+    if "prediction_calibration" not in raw:
+        return None
+    from scaling.fit.predictive import Calibration
+
+    return Calibration.from_json(raw["prediction_calibration"], f"law file {path}")
 
 
 def _is_number(v) -> bool:

@@ -3,6 +3,7 @@ intervals' coverage, few runs, growth with distance, and the calibration's law-f
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -111,3 +112,69 @@ def test_calibration_round_trip_and_malformed_records():
                    {**raw, "fitted": {"params_max": -1}}, {**raw, "level": 2.0}, [1, 2]):
         with pytest.raises(UserError, match="prediction_calibration"):
             predictive.Calibration.from_json(broken)
+
+
+# --- the CLI: fit stores the calibration, predict prints both intervals and warns far out
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A law file fitted by `scaling fit --out --backtest` on 36 synthetic runs, and the --json report."""
+    import pandas as pd
+
+    from tests.helpers import scaling
+
+    tmp = tmp_path_factory.mktemp("calibrated")
+    t = grid_table(4)
+    pd.DataFrame({"params": t.params, "tokens": t.tokens, "loss": t.loss}).to_csv(tmp / "runs.csv", index=False)
+    ran = scaling("fit", str(tmp / "runs.csv"), "--bootstrap", "20", "--backtest", "--out", str(tmp / "law.json"),
+                  "--json")
+    assert ran.returncode == 0, ran.stderr
+    return tmp / "law.json", json.loads(ran.stdout.strip().splitlines()[-1]), t
+
+
+def test_fit_backtest_reports_coverage_and_error_by_distance(fitted):
+    law_path, report, table = fitted
+    bt = report["prediction_backtest"]
+    assert 0 <= bt["coverage_leave_fold_out"] <= 1 and bt["n_scored"] > 0
+    assert sum(r["n"] for r in bt["by_distance"]) >= bt["n_scored"]
+    assert {"mean_error_pct", "mean_abs_error_pct", "coverage", "flops_multiple"} <= set(bt["by_distance"][0])
+    raw = json.loads(law_path.read_text())
+    cal = predictive.Calibration.from_json(raw["prediction_calibration"])
+    assert cal.fitted.params_max == table.params.max() and cal.n_folds >= predictive.MIN_FOLDS
+    assert report["prediction_at_flops"][0]["interval"] is not None
+
+
+def test_predict_prints_the_prediction_interval_apart_and_warns_only_far_out(fitted, capsys):
+    from tests.helpers import scaling
+
+    law_path, _, table = fitted
+    inside = scaling("predict", "--law", str(law_path), "--params", "1e8", "--tokens", "2e9", "--json", capsys=capsys)
+    near = json.loads(inside.stdout)
+    assert near["ci"] is not None and near["prediction_interval"] is not None
+    assert near["prediction_interval"][0] < near["ci"][0] and near["prediction_interval"][1] > near["ci"][1]
+    assert near["extrapolation"]["params_multiple"] == pytest.approx(1e8 / table.params.max())
+    assert near["warnings"] == []
+    far = json.loads(scaling("predict", "--law", str(law_path), "--params", "1e12", "--tokens", "2e13", "--json",
+                             capsys=capsys).stdout)
+    assert far["extrapolation"]["tokens_multiple"] == pytest.approx(2e13 / table.tokens.max())
+    assert far["prediction"]["beyond_backtests"] and "beyond the backtests' reach" in far["warnings"][0]
+    text = scaling("predict", "--law", str(law_path), "--params", "1e12", "--tokens", "2e13", capsys=capsys).stdout
+    assert "parameter interval" in text and "prediction interval" in text and "warning:" in text
+
+
+@pytest.mark.parametrize("change", [
+    lambda c: c.pop("growth_per_dex"),
+    lambda c: c.update(score_high="wide"),
+    lambda c: c.update(fitted=None),
+])
+def test_a_law_file_with_malformed_interval_data_is_a_one_line_error(fitted, tmp_path, capsys, change):
+    from tests.helpers import scaling
+
+    raw = json.loads(fitted[0].read_text())
+    change(raw["prediction_calibration"])
+    (tmp_path / "law.json").write_text(json.dumps(raw))
+    ran = scaling("predict", "--law", str(tmp_path / "law.json"), "--params", "1e9", "--tokens", "2e10",
+                  capsys=capsys)
+    assert ran.returncode == 2 and len(ran.stderr.strip().splitlines()) == 1
+    assert "prediction_calibration is malformed" in ran.stderr

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from scaling.fit import FORMS
 
 if TYPE_CHECKING:  # numpy comes in with the fit, not when the CLI lists its commands
+    from scaling.fit.predictive import CoverageReport
     from scaling.law import FittedLaw
 
 
@@ -57,7 +58,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--backtest",
         action="store_true",
-        help="also hold out each compute budget (largest first) and the largest N; report errors",
+        help="also hold out each compute budget (largest first) and the largest N; report errors, and the "
+        "prediction intervals' coverage and error against distance on rolling-origin backtests",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--out", metavar="LAW.json", help="write the law file (chinchilla, vpnls)")
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from gptcore.errors import UserError
     from scaling.fit.data import load_runs
     from scaling.fit.fitting import backtest, fit_runs, law_for_file
-    from scaling.law import check_law_destination
+    from scaling.law import ChinchillaLaw, check_law_destination
     from scaling.units import parse_sizes
 
     if args.bootstrap < 0:
@@ -94,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
     law = law_for_file(result) if args.out else None  # refuse before writing anything
     if args.out:
         check_law_destination(args.out)
-    report = FitReport(result, backtest(table, args.form, options) if args.backtest else None)
+    folds = backtest(table, args.form, options) if args.backtest else None
+    coverage = None
+    if (args.out or args.backtest) and isinstance(result.law, ChinchillaLaw):
+        result, coverage = _calibrated(result, table, args, options)
+        law = law_for_file(result) if args.out else None
+    report = FitReport(result, folds, coverage if args.backtest else None)
     if args.plot:
         from analysis.plots import plot_all
 
@@ -107,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_result(report))
     if report.backtest is not None:
         print(format_backtest(report.backtest))
+    if report.coverage is not None:
+        print(format_coverage(report.coverage))
     if args.plot:
         print(f"plots: {len(written)} files in {args.plot}")
     if args.out:
@@ -114,12 +123,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrated(result: FittedLaw, table, args, options: dict) -> tuple[FittedLaw, CoverageReport]:
+    """The law with its prediction-interval calibration (rolling-origin backtests of these runs), and how
+    the calibrated intervals covered the held-out folds. Fold refits bootstrap only when the fit does, so
+    that parameter uncertainty is counted the same way in the backtests and at the target."""
+    from dataclasses import replace
+
+    from scaling.fit import predictive
+
+    n_boot = predictive.FOLD_BOOTSTRAP if args.bootstrap > 0 else 0
+    cal, bt = predictive.calibrate_fit(table, result.law, args.form, options, args.ci, n_boot, args.seed)
+    return replace(result, calibration=cal), predictive.coverage_report(bt, cal)
+
+
 @dataclass(frozen=True)
 class FitReport:
-    """What `scaling fit` reports: the fitted law and, with --backtest, its held-out errors per fold."""
+    """What `scaling fit` reports: the fitted law and, with --backtest, its held-out errors per fold and
+    its prediction intervals' coverage on the rolling-origin backtests."""
 
     law: FittedLaw
     backtest: list[dict] | None = None
+    coverage: CoverageReport | None = None
+
+    def prediction_rows(self) -> list[dict]:
+        """The prediction interval of the loss at each --at-flops budget's optimum, where calibrated."""
+        rows = []
+        for row in self.law.details.get("at_flops", []):
+            pi = self.law.prediction_interval(row["N_opt"], row["D_opt"]) if "loss" in row else None
+            rows.append({"flops": row["flops"], **({} if pi is None else pi.to_json())})
+        return rows
 
     def to_json(self) -> dict:
         """The JSON object `scaling fit --json` prints: the form's params at the top level, then the rest."""
@@ -142,6 +174,11 @@ class FitReport:
                 out[key] = law.details[key]
         if self.backtest is not None:
             out["backtest"] = self.backtest
+        if self.law.calibration is not None:
+            out["prediction_calibration"] = self.law.calibration.to_json()
+            out["prediction_at_flops"] = self.prediction_rows()
+        if self.coverage is not None:
+            out["prediction_backtest"] = self.coverage.to_json()
         return _finite(out)
 
 
@@ -176,13 +213,20 @@ def format_result(report: FitReport) -> str:
         lines.append(
             f"  {name:>8} = {_fmt(value)}" + (f"   {level} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
         )
+    predicted = {r["flops"]: r for r in report.prediction_rows()} if law.calibration is not None else {}
     for row in law.details.get("at_flops", []):
         text = f"  at C = {row['flops']:.3g} FLOPs: N_opt = {_fmt(row['N_opt'])}, D_opt = {_fmt(row['D_opt'])}"
         if "loss" in row:
             text += f", loss = {_fmt(row['loss'])}"
         lines.append(text)
         for k, (lo, hi) in row["ci"].items():
-            lines.append(f"      {k} {level} [{_fmt(lo)}, {_fmt(hi)}]")
+            lines.append(f"      {k} {level} [{_fmt(lo)}, {_fmt(hi)}]" + (" (parameters)" if k == "loss" else ""))
+        pi = predicted.get(row["flops"], {})
+        if pi.get("interval"):
+            lo, hi = pi["interval"]
+            lines.append(f"      loss {level} [{_fmt(lo)}, {_fmt(hi)}] (prediction: a run's actual loss)")
+        elif pi:
+            lines.append(f"      loss prediction interval: {pi['reason']}")
     for r in law.details.get("refused", []):
         lines.append(f"  refused budget {r['flops']:.3g} FLOPs ({r['n_points']} runs): {r['reason']}")
     lines.extend(f"  warning: {w}" for w in law.warnings)
@@ -200,4 +244,22 @@ def format_backtest(folds: list[dict]) -> str:
                 f"{head}  MAE {f['mae']:.4f}  RMSE {f['rmse']:.4f}  mean {f['mean_error']:+.4f}  "
                 f"max {f['max_abs_error']:.4f}  ({f['mape_pct']:.2f}%)"
             )
+    return "\n".join(lines)
+
+
+def format_coverage(c: CoverageReport) -> str:
+    """The prediction intervals on the rolling-origin backtests: coverage, and error by compute multiple."""
+    level = f"{100 * c.level:.0f}%"
+    cov = "n/a (too few folds)" if c.coverage is None else f"{100 * c.coverage:.0f}% of {c.n_scored}"
+    fitted = sum(f.refused is None for f in c.folds)
+    lines = [f"prediction intervals on {fitted} rolling-origin backtest folds: {cov} held-out runs inside the "
+             f"{level} interval calibrated on the other folds",
+             "  C / largest fitted C    runs   mean error   mean |error|   inside"]
+    for r in c.by_distance:
+        lo, hi = r["flops_multiple"]
+        span = f"< {hi:g}x" if lo <= 1 else (f"{lo:g}x - {hi:g}x" if hi else f">= {lo:g}x")
+        inside = "n/a" if r["coverage"] is None else f"{100 * r['coverage']:.0f}%"
+        lines.append(f"  {span:<20} {r['n']:>6}   {r['mean_error_pct']:+9.2f}%   {r['mean_abs_error_pct']:10.2f}%"
+                     f"   {inside:>6}")
+    lines.extend(f"  fold {f.name}: not fitted ({f.refused})" for f in c.folds if f.refused)
     return "\n".join(lines)

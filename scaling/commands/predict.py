@@ -10,9 +10,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
         help="predict the loss of a model of N params trained on D tokens from a law file",
-        description="Read a law file written by `scaling fit --out` and predict L(N, D); the interval "
-        "comes from "
-        "the fit's bootstrap replicates when it has them.",
+        description="Read a law file written by `scaling fit --out` and predict L(N, D). Two intervals: the "
+        "parameter interval (the fit's bootstrap replicates: where the law's curve lies) and the prediction "
+        "interval (where a run's actual loss lies: parameter error plus run-to-run noise and extrapolation "
+        "error, calibrated by the fit's backtests), with how far (N, D, C multiples) the target lies beyond "
+        "the fitted runs.",
     )
     p.add_argument("--law", required=True, metavar="PATH",
                    help="law file from `scaling fit --out`, or a published law: chinchilla, epoch, kaplan")
@@ -40,12 +42,44 @@ def run(args: argparse.Namespace) -> int:
         "ci_level": law.ci_level if ci else None,
         "param_convention": law.param_convention,
         "form": law.form,
+        **prediction_json(law, n, d),
     }
     if args.json:
         print(json.dumps(out))
         return 0
     text = f"L(N={n:.4g}, D={d:.4g}) = {loss:.4f}"
     if ci:
-        text += f"   {100 * law.ci_level:.0f}% [{ci[0]:.4f}, {ci[1]:.4f}]"
+        text += f"   {100 * law.ci_level:.0f}% parameter interval [{ci[0]:.4f}, {ci[1]:.4f}]"
     print(text + f"   ({law.form} law, N = {law.param_convention} params)")
+    print("\n".join(prediction_lines(out)))
     return 0
+
+
+def prediction_json(law, n: float, d: float) -> dict:
+    """prediction_interval (null when unbounded or uncalibrated), its details, the multiples beyond the fitted
+    runs and the extrapolation warning: the keys predict --json carries beside ci."""
+    from scaling.fit.predictive import extrapolation_warning
+
+    pi = law.prediction_interval(n, d)
+    if pi is None:
+        why = "no backtest calibration in this law (a published law, or fitted before; refit with scaling fit --out)"
+        return {"prediction_interval": None, "prediction": {"reason": why}, "extrapolation": None, "warnings": []}
+    warning = extrapolation_warning(pi, law.calibration)
+    details = pi.to_json()
+    return {"prediction_interval": details.pop("interval"), "prediction": details,
+            "extrapolation": details.pop("extrapolation"), "warnings": [warning] if warning else []}
+
+
+def prediction_lines(out: dict) -> list[str]:
+    lines = []
+    pi, details, where = out["prediction_interval"], out["prediction"], out["extrapolation"]
+    if pi is not None:
+        lines.append(f"  {100 * details['level']:.0f}% prediction interval [{pi[0]:.4f}, {pi[1]:.4f}] (the actual "
+                     "loss of such a run: noise, extrapolation and parameter error, calibrated by backtests)")
+    else:
+        lines.append(f"  prediction interval: {details['reason']}")
+    if where is not None:
+        lines.append(f"  beyond the fitted runs: {where['params_multiple']:.3g}x N, {where['tokens_multiple']:.3g}x D, "
+                     f"{where['flops_multiple']:.3g}x C")
+    lines.extend(f"  warning: {w}" for w in out["warnings"])
+    return lines
