@@ -22,6 +22,7 @@ from gptcore.fileio import atomic_write_text
 from scaling.law import CHINCHILLA, EPOCH
 from scaling.plan_render import render_plan
 from scaling.planner import PlanRequest, plan
+from scaling.planner_shape import ShapeFlags
 from scaling.units import format_size
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -51,23 +52,24 @@ class Check:
 
 
 # The runs, as PlanRequests: only published inputs, planner defaults where the source gives none.
-GPT3 = PlanRequest(params=174.6e9, tokens=300e9, ctx=2048, n_layer=96, d_model=12288)
+GPT3_SHAPE = ShapeFlags(ctx=2048, n_layer=96, d_model=12288, n_head=96)  # Brown et al. 2020 Table 2.1
+GPT3 = PlanRequest(params=174.6e9, tokens=300e9, shape=GPT3_SHAPE)
 # Patterson et al. 2021 Table 4, GPT-3: 10,000 V100s at a measured 24.6 TFLOP/s each (of 125 fp16 peak),
 # 330 W per chip, PUE 1.10, 0.429 kg CO2e/kWh.
-GPT3_ENERGY = PlanRequest(params=174.6e9, tokens=300e9, ctx=2048, n_layer=96, d_model=12288, gpu="V100",
+GPT3_ENERGY = PlanRequest(params=174.6e9, tokens=300e9, shape=GPT3_SHAPE, gpu="V100",
                           precision="fp16", mfu=24.6 / 125.0, gpus=10_000, power_w=330, pue=1.10,
                           carbon_intensity=0.429)
 # The seed lecture's Llama 3 405B example: 400 TFLOP/s achieved per H100, 16K GPUs, $2/GPU-hour.
 LLAMA3 = PlanRequest(params=405e9, tokens=15.6e12, gpu="H100-SXM", mfu=400 / 989.4, gpus=16_384,
-                     price_per_gpu_hour=2.0, ctx=8192, n_layer=126, d_model=16384)
+                     price_per_gpu_hour=2.0, shape=ShapeFlags(ctx=8192, n_layer=126, d_model=16384, n_head=128))
 # Llama 2 7B (Touvron et al. 2023, Table 2 / model card): 6.74B parameters, 2T tokens, A100-80GB,
 # $30 per 8-GPU node-hour; MFU not published, so the planner's default.
-LLAMA2_7B = PlanRequest(params=6.74e9, tokens=2e12, gpu="A100-80GB", price_per_gpu_hour=30 / 8, ctx=4096,
-                        n_layer=32, d_model=4096)
+LLAMA2_7B = PlanRequest(params=6.74e9, tokens=2e12, gpu="A100-80GB", price_per_gpu_hour=30 / 8,
+                        shape=ShapeFlags(ctx=4096, n_layer=32, d_model=4096, n_head=32))
 # llm.c GPT-2 124M (Karpathy 2024, llm.c discussion #481): ~10B tokens on one 8xA100 80GB node at
 # Lambda's $14.32/node-hour; MFU not published, so the planner's default.
 LLMC = PlanRequest(params=124e6, tokens=10e9, gpu="A100-80GB", gpus=8, price_per_gpu_hour=14.32 / 8,
-                   n_layer=12, d_model=768)
+                   shape=ShapeFlags(preset="gpt2-124m", tie_weights=True, qkv_bias=True), micro_batch=64)
 EXAMPLE_ARGV = ["--params", "124M", "--tokens", "2.5B", "--gpu", "H100-SXM", "--gpus", "8"]
 EXAMPLE = PlanRequest(params=124e6, tokens=2.5e9, gpu="H100-SXM", gpus=8)
 
@@ -174,17 +176,29 @@ def render_section() -> str:
         example,
         "```",
         "",
-        _para("Other flags: `--peak-tflops X` (and `--memory-gb`) for a device not in the table, `--mfu F`,",
+        _para("Other flags: `--peak-tflops X` (and `--memory-gb`) for a device not in the table, or `--gpu cpu`",
+              "for this machine's measured matmul peak as `scaling launch` plans on it, `--mfu F`,",
               "`--precision bf16|fp16|fp32|tf32`, `--price-per-gpu-hour USD`, `--power-w W`, `--pue P`,",
               "`--carbon-intensity KG_PER_KWH` or `--region NAME` (`scaling/regions.toml`, Ember 2023),",
-              "`--law chinchilla|epoch|kaplan|PATH` (PATH: a law file from `scaling fit`), and `--ctx`,",
-              "`--micro-batch`, `--n-layer/--d-model` for the memory and attention terms",
-              "(otherwise the shape",
-              "comes from N by the trainer's rule, `gptcore.config.shape_for_params`)."),
+              "`--law chinchilla|epoch|kaplan|PATH` (PATH: a law file from `scaling fit`). The model:",
+              "`--preset NAME` (the trainer's presets, exact counts: `--preset gpt2-124m --tie-weights",
+              "--qkv-bias` is OpenAI's 124,439,808 parameters), or `--n-layer/--d-model` with `--n-head`,",
+              "`--vocab`, `--ctx`, `--tie-weights`; otherwise the shape comes from N by the trainer's rule",
+              "(`gptcore.config.shape_for_params`, N in the law's convention, as `scaling launch` sizes its",
+              "run). `--micro-batch`, `--grad-accum`, `--attention flash|eager` and `--recompute",
+              "none|selective|full` set the memory terms. Budgets: `--budget-usd X`, `--gpu-hours H` or",
+              "`--days T` (on `--gpus K`) give the most compute whose bill fits, and the compute-optimal N and",
+              "D under the law. Time: `--eval-every`, `--eval-batches`, `--checkpoint-every` and",
+              "`--checkpoint-gb-per-s` count evaluation and checkpoint time as the trainer schedules them,",
+              "`--goodput F` discounts restarts (none by default), and `--measured-from DIR` takes the MFU an",
+              "earlier run or sweep measured. `--inference-tokens T` (with `--target-loss L`) adds serving T",
+              "tokens at 2N FLOPs each and gives the N and D of least training + serving compute for that",
+              "loss (Sardana et al. 2023)."),
         "",
         _para("Formulas, each in one place: C = 6ND (Kaplan et al. 2020 §2.1; attention term from PaLM",
-              "appendix B), gpu_hours = C / (peak · MFU · 3600), wall clock = gpu_hours / GPUs, cost =",
-              "gpu_hours · price, energy_kwh = gpu_hours · kW · PUE and co2_kg = energy_kwh · intensity",
+              "appendix B), gpu_hours = C / (peak · MFU · 3600), wall clock = (gpu_hours / GPUs + evaluation",
+              "+ checkpoints) / goodput (`scaling/planner_time.py`), cost = billed GPU-hours (wall clock · GPUs)",
+              "· price, energy_kwh = billed GPU-hours · kW · PUE and co2_kg = energy_kwh · intensity",
               "(Patterson et al. 2021) in `scaling/formulas.py`; memory in `scaling/memory.py`",
               "(16 bytes per",
               "parameter for Adam, fp32 weights and gradients as the trainer keeps them, and ZeRO-1/2/3",

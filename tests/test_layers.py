@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("trainer", ("gptcore", "gptcore.*")),
     # The law, fit and planner maths: numpy and scipy, never torch (`scaling plan` starts in well under a
     # second). plan_render and planner_table draw plans as text: pure formatting over the planner's result.
-    ("maths", ("scaling", "scaling.law", "scaling.fit", "scaling.fit.*", "scaling.planner", "scaling.planner_table",
+    ("maths", ("scaling", "scaling.law", "scaling.fit", "scaling.fit.*", "scaling.planner", "scaling.planner_*",
                "scaling.plan_render", "scaling.memory", "scaling.carbon", "scaling.units", "scaling.formulas")),
     ("sweeps", ("sweeps", "sweeps.*")),
     ("analysis", ("analysis", "analysis.*")),

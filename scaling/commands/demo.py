@@ -81,8 +81,9 @@ def _shown(arg: str) -> str:
 
 
 def run(args) -> int:
-    from gptcore.data import BUNDLED_CORPUS
+    from gptcore.data import BUNDLED_CORPUS, open_dataset
     from scaling.law import FittedLaw
+    from sweeps.grid import load_grid
 
     out, grid = args.out, args.grid
     tune, sweep, law, fit, launch = (str(out / n) for n in ("tune", "sweep", "law.json", "fit", "launch"))
@@ -100,8 +101,11 @@ def run(args) -> int:
     step("fit the Chinchilla law with bootstrap intervals",
          ["fit", sweep, "--bootstrap", str(BOOTSTRAP), "--out", law, "--plot", fit])
     n, d = final_size(Path(sweep), FittedLaw.load(law).param_convention)
+    # The same shape as the launch below trains: the data's vocabulary and the grid's ctx, N in the law's
+    # convention (scaling.planner_shape.shape_for_law).
+    shape = ["--vocab", str(open_dataset(data).vocab_size), "--ctx", str(load_grid(grid).ctx)]
     step("plan a larger model on a GPU (the planner's view)", ["plan", "--law", law, "--params", str(n),
-                                                               "--tokens", str(d), "--gpus", "1"])
+                                                               "--tokens", str(d), "--gpus", "1", *shape])
     launch_argv = ["launch", "--law", law, "--params", str(n), "--tokens", str(d), "--grid", grid, "--data", data,
                    "--lr-law", lr_law, "--out", launch, "--yes"]
     if args.executor == "torchrun":

@@ -64,7 +64,7 @@ def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
                         "processes; use a power of two")
     cfg = GPTConfig.from_dict(spec.model)
     n, d = sizing.law_params(law, cfg), sizing.trained_tokens(spec)
-    planned = make_plan(req, n, d, cfg)
+    planned = make_plan(req, n, d, cfg, spec=spec)
     sizes = {"law_params": n, "tokens": d, "requested_params": n_req, "requested_tokens": d_req}
     registered = stored or prediction.new_prediction(law, req.law, record, spec, sizes, data, planned)
     for line in plan_lines(planned, spec, registered):

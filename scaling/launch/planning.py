@@ -3,7 +3,7 @@ it trains on, and the lines `scaling launch` prints before it asks or trains."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from gptcore.config import GPTConfig
 from gptcore.errors import UserError
@@ -31,6 +31,19 @@ class LaunchPlan:
         return {"flops": figures["flops"], "device": self.device, **{k: figures[k] for k in RECORDED}}
 
 
+def cpu_device(precision: str | None = None) -> tuple[str, float]:
+    """(precision, peak FLOP/s) of this machine's CPU at torch's current thread count: the trainer's dtype
+    choice unless given, and its measured matmul peak (cached per CPU, threads and torch)."""
+    import torch
+
+    from gptcore.model import peak_flops_per_s
+    from gptcore.train import resolve_dtype
+
+    cpu = torch.device("cpu")
+    precision = precision or resolve_dtype("auto", cpu)
+    return precision, peak_flops_per_s(cpu, precision)
+
+
 def training_device(threads: int) -> tuple[str, str, float | None]:
     """(device name, precision, peak FLOP/s) of what this machine trains on, as the trainer resolves them.
 
@@ -44,19 +57,35 @@ def training_device(threads: int) -> tuple[str, str, float | None]:
     from gptcore.train import resolve_device, resolve_dtype
 
     device = resolve_device("auto")
-    precision = resolve_dtype("auto", device)
     if device.type == "cuda":
+        precision = resolve_dtype("auto", device)
         dev = match_torch_device_name(torch.cuda.get_device_name(device))
         return (dev.name if dev else torch.cuda.get_device_name(device)), precision, peak_flops_per_s(device,
                                                                                                       precision)
+    if device.type != "cpu":
+        precision = resolve_dtype("auto", device)
+        return device.type, precision, peak_flops_per_s(device, precision)
     torch.set_num_threads(threads)
-    return device.type, precision, peak_flops_per_s(device, precision)
+    return ("cpu", *cpu_device())
+
+
+def schedule_of(spec: RunSpec) -> dict:
+    """The run's evaluation and checkpoint schedule, as the trainer will follow it (its defaults unless the
+    grid's [train] settings say otherwise), in the planner's terms."""
+    from gptcore.train import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    train = {**defaults, **spec.train}
+    return {"eval_every": train["eval_every"], "eval_batches": train["eval_batches"],
+            "checkpoint_every": train["checkpoint_every"], "grad_accum": train["grad_accum"]}
 
 
 def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTConfig,
-              mfu: float | None = None) -> LaunchPlan:
-    """The planner's figures for the run (FLOPs, GPU-hours, cost, CO2) on the planned device."""
+              mfu: float | None = None, spec: RunSpec | None = None) -> LaunchPlan:
+    """The planner's figures for the run (FLOPs, GPU-hours, cost, CO2) on the planned device: the model
+    exactly as it will be built, and, given its spec, its batch and evaluation and checkpoint schedule."""
     from scaling.planner import PlanRequest, plan
+    from scaling.planner_shape import ShapeFlags
 
     gpus = req.gpus if req.executor != "local" else 1
     if req.gpu is not None:
@@ -67,14 +96,20 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
         if name in ("cpu", "mps") or peak is None:
             if peak is None:
                 raise UserError(f"--gpu: the peak of {name} is unknown here; name the device with --gpu")
-            device_args["peak_tflops"] = peak / 1e12
+            device_args |= {"peak_tflops": peak / 1e12, "device_name": f"{name} (measured peak)"}
         else:
             device_args["gpu"] = name
-    request = PlanRequest(params=law_params_n, tokens=tokens, law=str(req.law), gpus=gpus, mfu=mfu,
-                          price_per_gpu_hour=req.price_per_gpu_hour, ctx=cfg.ctx, n_layer=cfg.n_layer,
-                          d_model=cfg.d_model, **device_args)
+    shape = ShapeFlags(n_layer=cfg.n_layer, d_model=cfg.d_model, n_head=cfg.n_head, vocab_size=cfg.vocab_size,
+                       ctx=cfg.ctx, tie_weights=cfg.tie_weights, qkv_bias=cfg.qkv_bias)
+    schedule = {}
+    if spec is not None:  # the spec's batch is split over the processes (torchrun) or run whole (local)
+        schedule = {"micro_batch": max(1, spec.batch_size // gpus), **schedule_of(spec)}
+    request = PlanRequest(params=None, tokens=tokens, law=str(req.law), gpus=gpus, mfu=mfu,
+                          price_per_gpu_hour=req.price_per_gpu_hour, shape=shape, **schedule, **device_args)
     result = plan(request)
-    return LaunchPlan(result, result.gpu if result.gpu != "custom" else f"{name} (measured peak)")
+    if abs(result.params - law_params_n) > 0.5:  # the shape is the run's: its N is the law's N for it
+        raise AssertionError(f"planned N {result.params} is not the run's {law_params_n}")
+    return LaunchPlan(result, result.gpu)
 
 
 def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: dict) -> list[str]:

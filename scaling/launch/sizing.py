@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from gptcore.config import GPTConfig, count_non_embedding_params, count_params, shape_for_params
+from gptcore.config import GPTConfig, count_non_embedding_params
 from gptcore.errors import UserError
+from scaling import planner_shape
 from scaling.law import FittedLaw
+from scaling.planner_shape import shape_for_law
 from sweeps import grid as grids
 from sweeps.hparams import LRLaw
 from sweeps.runner import SETTINGS_NAME
@@ -51,13 +53,14 @@ def sweep_grid(law: FittedLaw, grid: str | None) -> grids.Grid:
 
 
 def shape_for(law: FittedLaw, params: float, vocab_size: int, ctx: int) -> GPTConfig:
-    """The trainer's sizing rule, reading N in the law's convention (total or non-embedding)."""
-    return shape_for_params(params, vocab_size=vocab_size, ctx=ctx, convention=law.param_convention)
+    """The trainer's sizing rule, reading N in the law's convention (total or non-embedding): the rule
+    `scaling plan` applies too (scaling.planner_shape.shape_for_law)."""
+    return shape_for_law(params, law.param_convention, vocab_size, ctx)
 
 
 def law_params(law: FittedLaw, cfg: GPTConfig) -> int:
     """The model's N as the law counts it."""
-    return count_params(cfg) if law.param_convention == "total" else count_non_embedding_params(cfg)
+    return planner_shape.law_params(cfg, law.param_convention)
 
 
 def tokens_for_budget(law: FittedLaw, compute: float, params: float, vocab_size: int, ctx: int) -> float:
