@@ -1,12 +1,15 @@
 """Plots of a fit (seaborn): loss against compute, isoFLOP parabolas, N_opt against C, residuals, parity.
 
 Each `plot_*` draws onto a matplotlib Axes and reads only the run table and the FittedLaw; `plot_all` writes
-every plot that applies to the form as PNG and SVG. Diverged or failed runs are drawn as x.
+every plot that applies to the form as PNG and SVG. Diverged or failed runs are drawn as x. Reference points
+(`scaling fit --reference`: other models evaluated on the sweep's data, never fitted) are drawn as diamonds
+on the plots with loss on the y axis, or as a dotted line across one whose x (compute) they do not know.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +27,7 @@ from scaling.fit.estimators import budget_groups, isoflop_parabola
 from scaling.law import FittedLaw
 
 PALETTE = "viridis"
+REFERENCE_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive")
 EXTRAPOLATE = 100.0  # the frontier plot runs this far beyond the largest budget
 
 
@@ -267,6 +271,39 @@ def plot_parity(result: FittedLaw, table: RunTable, ax) -> None:
     ax.set(xlabel="actual loss", ylabel="predicted loss", title="Parity")
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A model outside the fit, evaluated on the sweep's data: drawn for comparison, never fitted."""
+
+    name: str
+    loss: float
+    params: float  # in the table's parameter convention
+    tokens: float | None = None  # trained tokens, when known (a scaling checkpoint); None for pretrained weights
+    flops: float | None = None  # training compute, when the tokens are known
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "loss": self.loss, "params": self.params, "tokens": self.tokens,
+                "flops": self.flops}
+
+
+# The plots that show loss against something a reference has: its x column (None: draw it as a level).
+REFERENCE_AXES = {"loss_vs_compute": "flops", "isoflop": "params"}
+
+
+def draw_references(ax, references: list[Reference], x: str) -> None:
+    """Each reference at (its `x`, its loss) as a labelled diamond; a dotted level line when `x` is unknown."""
+    for i, ref in enumerate(references):
+        color = REFERENCE_COLORS[i % len(REFERENCE_COLORS)]
+        at = getattr(ref, x)
+        if at is None:
+            ax.axhline(ref.loss, color=color, lw=1.2, ls=":", label=f"{ref.name} (reference; compute unknown)")
+        else:
+            ax.scatter([at], [ref.loss], marker="D", s=60, color=color, edgecolor="k", zorder=6,
+                       label=f"{ref.name} (reference)")
+    if references:
+        ax.legend(fontsize=8)
+
+
 def plots_for(result: FittedLaw) -> dict:
     """The plots that apply to a fit's form, by file stem."""
     plots = {"loss_vs_compute": plot_loss_vs_compute, "isoflop": plot_isoflop}
@@ -277,8 +314,10 @@ def plots_for(result: FittedLaw) -> dict:
     return plots
 
 
-def plot_all(result: FittedLaw, table: RunTable, out_dir: str | Path) -> list[Path]:
-    """Draw every plot that applies and write each as PNG and SVG (atomically); returns the paths written."""
+def plot_all(result: FittedLaw, table: RunTable, out_dir: str | Path,
+             references: list[Reference] = ()) -> list[Path]:
+    """Draw every plot that applies, with the reference points where they fit, and write each as PNG and SVG
+    (atomically); returns the paths written."""
     out_dir = Path(out_dir)
     written = []
     with sns.axes_style("whitegrid"):
@@ -286,6 +325,8 @@ def plot_all(result: FittedLaw, table: RunTable, out_dir: str | Path) -> list[Pa
             fig = Figure(figsize=(7, 4.8))  # no pyplot: no global state, no display needed
             ax = fig.subplots()
             draw(result, table, ax)
+            if stem in REFERENCE_AXES:
+                draw_references(ax, list(references), REFERENCE_AXES[stem])
             fig.tight_layout()
             for ext in ("png", "svg"):
                 buf = io.BytesIO()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ import torch.nn.functional as F
 
 from gptcore.errors import UserError
 from gptcore.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from gptcore.pretrained import Pretrained
 
 LOGITS_PER_BATCH = 1 << 26  # fp32 logits held at once (256 MiB): one window of gpt2-124m's ctx and vocab
 
@@ -81,13 +85,13 @@ def evaluate_windows(model, tokens: np.ndarray, max_tokens: int | None = None,
 
 
 def evaluate_checkpoint(checkpoint: str, data: str, max_tokens: int | None = None,
-                        device: torch.device | str = "cpu") -> EvalResult:
+                        device: torch.device | str = "cpu") -> tuple[Pretrained, EvalResult]:
     """Load `checkpoint` (any that gptcore.pretrained reads), check its vocabulary against `data`'s and
-    evaluate it on the data's validation split."""
+    evaluate it on the data's validation split: the loaded checkpoint and its result."""
     from gptcore.data import open_dataset
     from gptcore.pretrained import open_checkpoint
 
     dataset = open_dataset(data)
     loaded = open_checkpoint(checkpoint)
     check_vocabulary(loaded.tokenizer, loaded.model.cfg.vocab_size, dataset.tokenizer, checkpoint, data)
-    return evaluate_windows(loaded.model.to(device), dataset.val, max_tokens, device=device)
+    return loaded, evaluate_windows(loaded.model.to(device), dataset.val, max_tokens, device=device)

@@ -58,6 +58,7 @@ class Pretrained:
     kind: str  # "huggingface" or "scaling"
     path: Path  # the file or directory read
     weights_sha256: str  # of the weights file's bytes (sharded: of the shards', in index order)
+    tokens_trained: int | None = None  # what a scaling checkpoint has seen; unknown for Hugging Face weights
 
 
 def models_dir() -> Path:
@@ -123,7 +124,7 @@ def _load_scaling(p: Path) -> Pretrained:
         model.load_state_dict(ckpt["model"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise UserError(f"{file}: the checkpoint's model does not load ({str(e).splitlines()[0]})") from None
-    return Pretrained(model.eval(), tokenizer, "scaling", file, sha256_of([file]))
+    return Pretrained(model.eval(), tokenizer, "scaling", file, sha256_of([file]), ckpt.get("tokens"))
 
 
 # ----------------------------------------------------------------------------- Hugging Face directories
@@ -283,3 +284,15 @@ def save_hf(model: GPT, out: str | Path) -> Path:
     atomic_write_bytes(out / "model.safetensors", save(tensors, metadata={"format": "pt"}))
     atomic_write_json(out / HF_CONFIG, hf)  # last: a directory with a config is complete
     return out
+
+
+# ----------------------------------------------------------------------------- continued training
+
+# The fields that fix the weights' shapes: a run started from a checkpoint must have all of them equal.
+SHAPE_FIELDS = ("vocab_size", "ctx", "n_layer", "n_head", "d_model", "bias", "qkv_bias", "tie_weights")
+
+
+def shape_conflicts(have: GPTConfig, asked: dict) -> list[str]:
+    """'n_layer 3 (the checkpoint's is 2)' for each shape field in `asked` that differs from `have`'s."""
+    return [f"{k} {v} (the checkpoint's is {getattr(have, k)})" for k, v in asked.items()
+            if k in SHAPE_FIELDS and v != getattr(have, k)]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 
-from gptcore.config import GPTConfig  # noqa: E402
+from gptcore.config import GPTConfig, count_params  # noqa: E402
 from gptcore.data import open_dataset, prepare  # noqa: E402
 from gptcore.errors import UserError  # noqa: E402
 from gptcore.model import GPT  # noqa: E402
@@ -300,3 +300,72 @@ def test_an_unrepresentable_architecture_through_the_cli(reference, tmp_path, ca
     hf = json.loads((bad / "config.json").read_text())
     (bad / "config.json").write_text(json.dumps({**hf, "add_cross_attention": True}))
     _one_line_error(capsys, ["generate", "--checkpoint", str(bad)], "add_cross_attention is true")
+
+
+# ----------------------------------------------------------------------------- scaling fit --reference
+
+
+@pytest.fixture(scope="session")
+def sweep_dir(full_data, tmp_path_factory) -> Path:
+    """A sweep directory: a synthetic isoFLOP table (sweep.csv) and a sweep.json naming full_data."""
+    from test_fit import isoflop_sweep
+
+    out = tmp_path_factory.mktemp("sweep")
+    df = isoflop_sweep()
+    df["status"] = "completed"
+    df.to_csv(out / "sweep.csv", index=False)
+    (out / "sweep.json").write_text(json.dumps({"grid": "synthetic", "data": str(full_data)}))
+    return out
+
+
+def _fit(capsys, *argv) -> dict:
+    assert main(["fit", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_fit_reference_is_evaluated_on_the_sweeps_data_and_not_fitted(reference, sweep_dir, full_data, compact_run,
+                                                                     compact_data, tmp_path, capsys):
+    _, dirs = reference
+    plain = _fit(capsys, str(sweep_dir))
+    assert main(["eval", "--checkpoint", str(dirs["safetensors"]), "--data", str(full_data), "--json"]) == 0
+    eval_loss = json.loads(capsys.readouterr().out)["loss"]
+    with_ref = _fit(capsys, str(sweep_dir), "--reference", f"tiny={dirs['safetensors']}", "--plot",
+                    str(tmp_path / "plots"))
+    for key in ("E", "A", "B", "alpha", "beta", "n_points", "objective"):
+        assert with_ref[key] == plain[key]  # the reference never enters the fit
+    (ref,) = with_ref["references"]
+    assert ref["name"] == "tiny" and ref["loss"] == eval_loss
+    assert ref["params"] == count_params(load(dirs["safetensors"]).cfg)
+    assert ref["tokens"] is None and ref["flops"] is None and "law_loss" not in ref
+    assert (tmp_path / "plots" / "loss_vs_compute.png").is_file()
+
+    # A scaling run knows its tokens: it gets a compute and the law's loss at its N and D.
+    run_ref = _fit(capsys, str(sweep_dir), "--reference", f"run={compact_run}", "--reference-data",
+                   str(compact_data))["references"][0]
+    summary = json.loads((compact_run / "summary.json").read_text())
+    assert run_ref["tokens"] == summary["tokens"] and run_ref["params"] == summary["params"]
+    assert run_ref["flops"] == pytest.approx(summary["flops"])
+    assert np.isfinite(run_ref["law_loss"])
+
+
+def test_fit_reference_refusals_are_one_line(reference, sweep_dir, compact_run, tmp_path, capsys):
+    _, dirs = reference
+    _one_line_error(capsys, ["fit", str(sweep_dir), "--reference", "tiny"], "give NAME=PATH")
+    _one_line_error(capsys, ["fit", str(sweep_dir / "sweep.csv"), "--reference", f"tiny={dirs['bin']}"],
+                    "give --reference-data DIR")
+    _one_line_error(capsys, ["fit", str(sweep_dir), "--reference", f"run={compact_run}", "--plot",
+                             str(tmp_path / "plots")], "--tokenizer gpt2-compact")
+    assert not (tmp_path / "plots").exists()
+
+
+def test_references_are_drawn_as_markers_or_levels():
+    from matplotlib.figure import Figure
+
+    from analysis.plots import Reference, draw_references
+
+    ax = Figure().subplots()
+    draw_references(ax, [Reference("gpt2", 3.3, 1.2e8), Reference("run", 5.0, 1e6, 1e8, 6e14)], "flops")
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["gpt2 (reference; compute unknown)", "run (reference)"]
+    assert [tuple(o.get_offsets()[0]) for o in ax.collections] == [(6e14, 5.0)]
+    assert ax.lines[0].get_ydata()[0] == 3.3

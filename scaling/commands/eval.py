@@ -31,7 +31,7 @@ def run(args) -> int:
     from gptcore.evaluate import evaluate_checkpoint
     from gptcore.train import resolve_device
 
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.tokens, device=resolve_device(args.device))
+    _, result = evaluate_checkpoint(args.checkpoint, args.data, args.tokens, device=resolve_device(args.device))
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **result.to_dict()}), flush=True)
     else:

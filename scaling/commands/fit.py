@@ -64,6 +64,18 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--out", metavar="LAW.json", help="write the law file (chinchilla, vpnls)")
     p.add_argument("--plot", metavar="DIR", help="write the plots (PNG and SVG) into DIR")
+    p.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a checkpoint (run dir, ckpt.pt, Hugging Face dir or cached model name) evaluated on the sweep's "
+        "data and shown as a marker on the plots and in the report; never used in the fit (repeatable)",
+    )
+    p.add_argument("--reference-data", metavar="DIR",
+                   help="the data to evaluate --reference on (default: the sweep directory's data)")
+    p.add_argument("--reference-tokens", type=int, metavar="N",
+                   help="evaluate each --reference on at most N validation tokens (default: all)")
     p.set_defaults(func=run)
 
 
@@ -82,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if at_flops == []:
         raise UserError(f"--at-flops: no budgets in {args.at_flops!r}; give sizes such as 1e21,1e22")
     table = load_runs(args.src, args.param_convention)
+    reference_specs = _reference_specs(args)  # a malformed flag is refused before the fit's work
     options = {"irreducible": True} if args.irreducible else {}
     result = fit_runs(
         table,
@@ -101,11 +114,12 @@ def run(args: argparse.Namespace) -> int:
     if (args.out or args.backtest) and isinstance(result.law, ChinchillaLaw):
         result, coverage = _calibrated(result, table, args, options)
         law = law_for_file(result) if args.out else None
-    report = FitReport(result, folds, coverage if args.backtest else None)
+    references = _evaluate_references(reference_specs, table.param_convention, args)
+    report = FitReport(result, folds, coverage if args.backtest else None, references)
     if args.plot:
         from analysis.plots import plot_all
 
-        written = plot_all(result, table, args.plot)
+        written = plot_all(result, table, args.plot, references)
     if law is not None:
         law.save(args.out)
     if args.json:
@@ -116,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_backtest(report.backtest))
     if report.coverage is not None:
         print(format_coverage(report.coverage))
+    if references:
+        print(format_references(report))
     if args.plot:
         print(f"plots: {len(written)} files in {args.plot}")
     if args.out:
@@ -136,6 +152,57 @@ def _calibrated(result: FittedLaw, table, args, options: dict) -> tuple[FittedLa
     return replace(result, calibration=cal), predictive.coverage_report(bt, cal)
 
 
+def _reference_specs(args) -> list[tuple[str, str, str]]:
+    """(name, checkpoint, data dir) of each --reference; the data is --reference-data or the sweep's own."""
+    from pathlib import Path
+
+    from gptcore.errors import UserError
+
+    specs = []
+    for text in args.reference:
+        name, sep, path = text.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--reference {text!r}: give NAME=PATH, e.g. gpt2=~/.cache/scaling/models/gpt2")
+        specs.append((name, path))
+    if not specs:
+        return []
+    data = args.reference_data
+    if data is None:
+        from sweeps.orchestrate import read_recorded
+        from sweeps.runner import SETTINGS_NAME
+
+        settings = Path(args.src) / SETTINGS_NAME
+        if not settings.is_file():
+            raise UserError(f"--reference: {args.src} is not a sweep directory with a {SETTINGS_NAME} naming "
+                            "its data; give --reference-data DIR")
+        data = read_recorded(settings, "give --reference-data DIR").get("data")
+        if not isinstance(data, str):
+            raise UserError(f"--reference: {settings} names no data dir; give --reference-data DIR")
+    if args.reference_tokens is not None and args.reference_tokens <= 0:
+        raise UserError(f"--reference-tokens must be positive, got {args.reference_tokens}")
+    return [(name, path, data) for name, path in specs]
+
+
+def _evaluate_references(specs, param_convention: str, args) -> list:
+    """Each reference's loss on the data (fixed windows, as `scaling eval`), size and, when known, compute."""
+    if not specs:
+        return []
+    from analysis.plots import Reference
+    from gptcore.config import count_non_embedding_params, count_params, flops_per_token_with_attention
+    from gptcore.evaluate import evaluate_checkpoint
+
+    refs = []
+    for name, path, data in specs:
+        loaded, result = evaluate_checkpoint(path, data, args.reference_tokens)
+        cfg = loaded.model.cfg
+        n = count_params(cfg) if param_convention == "total" else count_non_embedding_params(cfg)
+        d = loaded.tokens_trained
+        # The trainer's count, as the sweep's own flops column is: 6N (head included) + attention.
+        c = None if d is None else d * flops_per_token_with_attention(cfg)
+        refs.append(Reference(name, result.loss, float(n), None if d is None else float(d), c))
+    return refs
+
+
 @dataclass(frozen=True)
 class FitReport:
     """What `scaling fit` reports: the fitted law and, with --backtest, its held-out errors per fold and
@@ -144,6 +211,17 @@ class FitReport:
     law: FittedLaw
     backtest: list[dict] | None = None
     coverage: CoverageReport | None = None
+    references: list = ()  # analysis.plots.Reference: shown beside the fit, never in it
+
+    def reference_rows(self) -> list[dict]:
+        """Each reference with the law's loss at its (N, D) where D is known: the law's view of that model."""
+        rows = []
+        for ref in self.references:
+            row = ref.to_json()
+            if ref.tokens is not None and self.law.law is not None:
+                row["law_loss"] = float(self.law.law.loss(ref.params, ref.tokens))
+            rows.append(row)
+        return rows
 
     def prediction_rows(self) -> list[dict]:
         """The prediction interval of the loss at each --at-flops budget's optimum, where calibrated."""
@@ -179,6 +257,8 @@ class FitReport:
             out["prediction_at_flops"] = self.prediction_rows()
         if self.coverage is not None:
             out["prediction_backtest"] = self.coverage.to_json()
+        if self.references:
+            out["references"] = self.reference_rows()
         return _finite(out)
 
 
@@ -230,6 +310,15 @@ def format_result(report: FitReport) -> str:
     for r in law.details.get("refused", []):
         lines.append(f"  refused budget {r['flops']:.3g} FLOPs ({r['n_points']} runs): {r['reason']}")
     lines.extend(f"  warning: {w}" for w in law.warnings)
+    return "\n".join(lines)
+
+
+def format_references(report: FitReport) -> str:
+    lines = ["references (evaluated on the sweep's data, not fitted):"]
+    for r in report.reference_rows():
+        d = "tokens unknown" if r["tokens"] is None else f"D = {_fmt(r['tokens'])}"
+        law = f"; the law predicts {r['law_loss']:.4f} at its N and D" if "law_loss" in r else ""
+        lines.append(f"  {r['name']}: loss {r['loss']:.4f} (N = {_fmt(r['params'])}, {d}){law}")
     return "\n".join(lines)
 
 
