@@ -315,24 +315,18 @@ class FittedLaw:
         """Read a law file, with a one-line UserError for a missing, foreign or malformed one."""
         path = Path(path)
         raw = _read_law_json(path)
-        try:
-            values = {k: float(raw["params"][k]) for k in PARAM_NAMES}
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"law file {path} lacks numeric params {', '.join(PARAM_NAMES)}") from None
-        if params_problem(values):
-            raise UserError(f"law file {path} has non-finite params, a negative E, or A, B, alpha, beta not positive")
+        values = _law_values(path, raw)
         ci_level = raw.get("ci_level", 0.95)
         if isinstance(ci_level, bool) or not isinstance(ci_level, (int, float)) or not 0 < ci_level < 1:
             raise UserError(f"law file {path}: ci_level must be a number in (0, 1), got {ci_level!r}")
-        try:
-            replicates = np.asarray(raw.get("bootstrap_params") or np.empty((0, 5)), dtype=float)
-        except (TypeError, ValueError):
-            replicates = None
-        if replicates is None or replicates.ndim != 2 or replicates.shape[1] != len(PARAM_NAMES):
-            raise UserError(f"law file {path}: bootstrap_params must be rows of {', '.join(PARAM_NAMES)}")
+        replicates = _bootstrap_rows(path, raw)
         if not isinstance(raw.get("ci") or {}, dict):
             raise UserError(f"law file {path}: ci must be an object of intervals")
-        rows = raw.get("rows") if isinstance(raw.get("rows"), dict) else {}
+        rows = raw.get("rows", {})
+        if not isinstance(rows, dict) or not isinstance(rows.get("source", ""), (str, type(None))) \
+                or not isinstance(rows.get("excluded") or {}, dict):
+            raise UserError(f"law file {path}: rows must be an object (source: a path, excluded: reason -> count), "
+                            f"got {json.dumps(rows)[:60]}")
         objective, n_points = raw.get("objective"), raw.get("n_points", rows.get("n"))
         return cls(
             form=raw.get("form", "chinchilla"),
@@ -367,6 +361,50 @@ def _read_calibration(raw: dict, path: Path) -> Calibration | None:
     from scaling.fit.predictive import Calibration
 
     return Calibration.from_json(raw["prediction_calibration"], f"law file {path}")
+
+
+MIN_EXPONENT, MAX_EXPONENT = 1e-3, 10.0  # alpha, beta: below 1e-3 a 1e6x larger N or D lowers its term by
+# under 1.4% (no scaling to extrapolate), and the frontier's 1 / (alpha + beta) overflows near 0
+
+
+def _law_values(path: Path, raw: dict) -> dict[str, float]:
+    """The law's E, A, B, alpha, beta, each checked here, where the file is read: finite, in range, and with a
+    finite compute-optimal frontier (G), so no later step overflows on them."""
+    try:
+        values = {k: raw["params"][k] for k in PARAM_NAMES}
+    except (KeyError, TypeError):
+        values = None
+    if values is None or not all(_is_number(v) for v in values.values()):
+        raise UserError(f"law file {path} lacks numeric params {', '.join(PARAM_NAMES)}")
+    values = {k: float(v) for k, v in values.items()}
+    if params_problem(values):
+        raise UserError(f"law file {path} has non-finite params, a negative E, or A, B, alpha, beta not positive "
+                        f"({params_problem(values)})")
+    shown = ", ".join(f"{k} = {values[k]:.3g}" for k in PARAM_NAMES)
+    if not all(MIN_EXPONENT <= values[k] <= MAX_EXPONENT for k in ("alpha", "beta")):
+        raise UserError(f"law file {path}: params alpha and beta must be in [{MIN_EXPONENT:g}, {MAX_EXPONENT:g}] "
+                        f"({shown})")
+    with np.errstate(all="ignore"):
+        g = ChinchillaLaw(*(np.float64(values[k]) for k in PARAM_NAMES)).G
+    if not (np.isfinite(g) and g > 0):
+        raise UserError(f"law file {path}: params {shown} give no finite compute-optimal frontier "
+                        "(G = (alpha A / (beta B))^(1 / (alpha + beta)) overflows)")
+    return values
+
+
+def _bootstrap_rows(path: Path, raw: dict) -> np.ndarray:
+    """bootstrap_params as rows of the five params. NaN rows are refused refits; a file holding rows but no
+    finite one has nothing to make an interval from (it would be [nan, nan])."""
+    try:
+        replicates = np.asarray(raw.get("bootstrap_params") or np.empty((0, 5)), dtype=float)
+    except (TypeError, ValueError):
+        replicates = None
+    if replicates is None or replicates.ndim != 2 or replicates.shape[1] != len(PARAM_NAMES):
+        raise UserError(f"law file {path}: bootstrap_params must be rows of {', '.join(PARAM_NAMES)}")
+    if len(replicates) and not np.isfinite(replicates).all(axis=1).any():
+        raise UserError(f"law file {path}: bootstrap_params has {len(replicates)} rows but no finite row "
+                        "(every refit refused?); refit, or remove the rows to use the law without an interval")
+    return replicates
 
 
 def _is_number(v) -> bool:

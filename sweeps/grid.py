@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -55,7 +56,8 @@ TRAIN_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "eval_batches": _POSITIVE_INT,
     "checkpoint_every": _POSITIVE_INT,
     "dtype": (lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
-    "device": (lambda v: isinstance(v, str) and v != "", "a device name such as cpu or cuda"),
+    "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", v) is not None,
+               "one of auto, cpu, mps, cuda, cuda:N"),
     "compile": (lambda v: isinstance(v, bool), "true or false"),
     "weight_decay": (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number >= 0"),
     "beta1": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,17 @@ def warmup_steps_for(non_embedding_params: float, tokens: int, batch_tokens: int
     return max(1, round(warmup_tokens / batch_tokens))
 
 
+MAX_LR = 1e3  # no optimiser trains at a larger rate; a law that gives one is broken (coef 50 still diverges)
+MAX_LR_EXPONENT = 10.0  # |exponent|: published fits are below 1; beyond 10, N^exponent overflows for big N
+
+
+def _finite_in(v: object, low: float, high: float, low_open: bool = True) -> bool:
+    """A JSON number (not a bool, not a string) in (low, high] (or [low, high]); NaN fails."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return (low < v if low_open else low <= v) and v <= high
+
+
 @dataclass(frozen=True)
 class LRLaw:
     """lr_opt(N) = coef * N^(-exponent), N the non-embedding parameters, plus the tuned optimum per size."""
@@ -58,12 +70,25 @@ class LRLaw:
     exponent: float
     tuned: dict[int, float]  # non-embedding params -> best LR found by `scaling tune`
     source: str = ""
+    path: str = ""  # the file it was read from, for errors
 
     def lr(self, non_embedding_params: int) -> tuple[float, str]:
-        """The LR for a size and where it came from: 'tuned' for a tuned size, else 'lr-law'."""
+        """The LR for a size and where it came from: 'tuned' for a tuned size, else 'lr-law'.
+
+        A law whose values are each in range can still give no rate at an extreme size (1e6 * N^4): that
+        is refused here, where the size is known, with the file named.
+        """
         if int(non_embedding_params) in self.tuned:
             return self.tuned[int(non_embedding_params)], "tuned"
-        return self.coef * float(non_embedding_params) ** (-self.exponent), "lr-law"
+        try:
+            lr = self.coef * float(non_embedding_params) ** (-self.exponent)
+        except OverflowError:
+            lr = math.inf
+        if not 0 < lr <= MAX_LR:
+            raise UserError(f"LR law file {self.path or '(in memory)'}: coef {self.coef:g}, exponent "
+                            f"{self.exponent:g} gives a learning rate of {lr:.3g} at N = {non_embedding_params:,}, "
+                            f"outside (0, {MAX_LR:g}]")
+        return lr, "lr-law"
 
     def to_dict(self) -> dict:
         return {
@@ -75,19 +100,40 @@ class LRLaw:
         }
 
 
+def lr_law_problems(raw: dict) -> list[str]:
+    """What is out of range in an lr-law/1 object: each field named with what it must be."""
+    bad = []
+    if not _finite_in(raw.get("coef"), 0, sys.float_info.max):
+        bad.append(f"coef = {raw.get('coef')!r} (must be a finite number > 0)")
+    if not _finite_in(raw.get("exponent"), -MAX_LR_EXPONENT, MAX_LR_EXPONENT, low_open=False):
+        bad.append(f"exponent = {raw.get('exponent')!r} (must be a number in [-{MAX_LR_EXPONENT:g}, "
+                   f"{MAX_LR_EXPONENT:g}])")
+    tuned = raw.get("tuned", {})
+    if not isinstance(tuned, dict):
+        bad.append("tuned must be an object of size -> learning rate")
+    else:
+        for k, v in tuned.items():
+            if not (k.isdigit() and int(k) > 0) or not _finite_in(v, 0, MAX_LR):
+                bad.append(f"tuned[{k!r}] = {v!r} (sizes are positive integers, rates numbers in (0, {MAX_LR:g}])")
+                break
+    return bad
+
+
 def load_lr_law(path: str | Path) -> LRLaw:
+    """Read an LR law, with every value checked here (before a sweep or a launch writes anything)."""
     path = Path(path)
     try:
         raw = json.loads(path.read_text())
-        if raw.get("schema") != LR_LAW_SCHEMA:
-            raise ValueError(f"schema is {raw.get('schema')!r}, expected {LR_LAW_SCHEMA!r}")
-        return LRLaw(
-            coef=float(raw["coef"]),
-            exponent=float(raw["exponent"]),
-            tuned={int(k): float(v) for k, v in raw.get("tuned", {}).items()},
-            source=str(raw.get("source", "")),
-        )
     except FileNotFoundError:
         raise UserError(f"LR law file {path} does not exist") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UserError(f"LR law file {path} is not a valid {LR_LAW_SCHEMA} file: {e}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"LR law file {path} is not valid JSON ({type(e).__name__})") from None
+    if not isinstance(raw, dict) or raw.get("schema") != LR_LAW_SCHEMA:
+        got = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise UserError(f"LR law file {path} is not a valid {LR_LAW_SCHEMA} file: schema is {got!r}")
+    bad = lr_law_problems(raw)
+    if bad:
+        raise UserError(f"LR law file {path}: {'; '.join(bad)}")
+    return LRLaw(coef=float(raw["coef"]), exponent=float(raw["exponent"]),
+                 tuned={int(k): float(v) for k, v in raw.get("tuned", {}).items()},
+                 source=str(raw.get("source", "")), path=str(path))

@@ -6,6 +6,7 @@ Each test reproduces one failure the fault-injection pass found, then checks the
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,104 @@ def test_a_symlink_inside_a_run_folder_is_refused(swept, tmp_path, capsys):
     code = main(sweep_args(swept["data"], out, swept["grid"]))
     one_line_error(capsys, code, "metrics.jsonl is a symlink inside a run folder", "refused")
     assert target.read_text() == "keep me"
+
+
+# ----------------------------------------------------------------------------- 6 and 7. values at the boundary
+
+
+def law_file(path: Path, **changes) -> Path:
+    from scaling.law import CHINCHILLA, FittedLaw
+
+    raw = FittedLaw.of(CHINCHILLA).to_json()
+    for key, value in changes.items():
+        if key in raw["params"]:
+            raw["params"][key] = value
+        else:
+            raw[key] = value
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize("changes, needles", [
+    ({"alpha": 1e-300, "beta": 1e-300}, ["alpha", "beta"]),
+    ({"A": 1e308}, ["A"]),
+    ({"rows": [1, 2]}, ["rows must be an object"]),
+    ({"bootstrap_params": [[math.nan] * 5] * 4}, ["bootstrap_params", "no finite row"]),
+    ({"bootstrap_params": [[1.7, 400.0, 410.0, 0.3, math.inf]] * 3}, ["bootstrap_params", "no finite row"]),
+    ({"params": {"E": "1.69", "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}}, ["numeric params"]),
+])
+def test_a_poisoned_law_is_one_line_in_plan_and_launch_and_writes_nothing(quick, tmp_path, capsys, changes,
+                                                                          needles):
+    law = law_file(tmp_path / "law.json", **changes)
+    code = main(["plan", "--law", str(law), "--compute", "1e20"])
+    one_line_error(capsys, code, str(law), *needles)
+    out = tmp_path / "launch"
+    code = main(["launch", "--law", str(law), "--compute", "1e13", "--data", quick["data"], "--out", str(out)])
+    one_line_error(capsys, code, str(law), *needles)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("coef, exponent, tuned, needles", [
+    (1e308, -100, {}, ["exponent"]),
+    (math.nan, 0.1, {}, ["coef"]),
+    (-0.01, 0.1, {}, ["coef"]),
+    (0.01, 0.1, {"20000": math.nan}, ["tuned"]),
+    ("0.01", 0.1, {}, ["coef"]),
+])
+def test_a_poisoned_lr_law_is_one_line_in_sweep_and_launch(quick, tmp_path, capsys, coef, exponent, tuned, needles):
+    lr_law = write_lr_law(tmp_path / "lr.json", coef, exponent, tuned)
+    out = tmp_path / "sweep"
+    code = main(sweep_args(quick["data"], out, Path(quick["grid"]), "--lr-law", str(lr_law)))
+    one_line_error(capsys, code, str(lr_law), *needles)
+    assert not (out / "sweep.db").exists()
+    launch = tmp_path / "launch"
+    code = main(launch_args(quick, launch, "--lr-law", str(lr_law)))
+    one_line_error(capsys, code, str(lr_law), *needles)
+    assert not (launch / "prediction.json").exists()
+
+
+def test_an_lr_law_whose_rate_overflows_at_a_size_is_refused(tmp_path):
+    from gptcore.errors import UserError
+    from sweeps.hparams import load_lr_law
+
+    law = load_lr_law(write_lr_law(tmp_path / "lr.json", 1e6, -4.0))  # in range, but 1e6 * N^4 is no rate
+    with pytest.raises(UserError, match="lr.json.*gives a learning rate of"):
+        law.lr(10**9)
+
+
+def test_a_grid_device_that_is_not_a_device_is_refused(quick, tmp_path, capsys):
+    grid = tmp_path / "bad.toml"
+    grid.write_text(GRID + 'device = "../../x"\n')
+    code = main(sweep_args(quick["data"], tmp_path / "sweep", grid))
+    one_line_error(capsys, code, "device", "../../x")
+    assert not (tmp_path / "sweep").exists()
+
+
+def runs_csv(path: Path, rows: list[tuple]) -> Path:
+    lines = ["run_id,params,tokens,loss,status"] + [",".join(map(str, r)) + ",completed" for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def good_rows() -> list[tuple]:
+    from scaling.law import CHINCHILLA
+
+    return [(f"r{n}-{d}", n, d, round(float(CHINCHILLA.loss(n, d)), 4))
+            for n in (1e6, 4e6, 16e6) for d in (2e7, 8e7, 32e7)]
+
+
+def test_fit_refuses_duplicated_run_ids(tmp_path, capsys):
+    rows = good_rows()
+    csv = runs_csv(tmp_path / "runs.csv", rows + rows[:3])
+    code = main(["fit", str(csv), "--out", str(tmp_path / "law.json")])
+    one_line_error(capsys, code, str(csv), "run_id", rows[0][0])
+    assert not (tmp_path / "law.json").exists()
+
+
+def test_fit_refuses_a_loss_of_1e308(tmp_path, capsys):
+    rows = good_rows()
+    rows[4] = (*rows[4][:3], 1e308)
+    csv = runs_csv(tmp_path / "runs.csv", rows)
+    code = main(["fit", str(csv), "--out", str(tmp_path / "law.json")])
+    one_line_error(capsys, code, str(csv), "loss", "1e+308")
+    assert not (tmp_path / "law.json").exists()

@@ -109,7 +109,7 @@ def test_toml_grid_and_data_hash_enter_the_config_hash(tmp_path):
           ('dtype = "fp16"', "one of auto, fp32, bf16"),
           ('schedule = "linear"', "one of cosine, wsd"),
           ('compile = "yes"', "true or false"),
-          ("device = 0", "a device name"),
+          ("device = 0", "one of auto, cpu, mps, cuda"),
           ("weight_decay = -0.1", "a finite number >= 0"),
           ("beta2 = 1.0", "a number in [0, 1)"),
           ("grad_clip = inf", "a finite number >= 0"),

@@ -149,6 +149,7 @@ def runs_from_frame(
                 f"{where}: column {name} must be positive numbers; row {int(ok.index[first]) + 2} "
                 f"has {ok[name].iloc[first]!r} ({int(bad.sum())} bad value(s))"
             )
+    _check_ranges(cols, ok, where)
     params = cols[size_col]
     tokens, loss = cols["tokens"], cols["loss"]
     flops = cols.get("flops", 6.0 * params * tokens)
@@ -157,9 +158,35 @@ def runs_from_frame(
         if "run_id" in ok.columns
         else np.array([f"row{i + 2}" for i in ok.index])
     )
+    _check_unique(run_id, tokens, where)
     return RunTable(
         params, tokens, flops, loss, run_id, param_convention, excluded, failed, source, source_sha256
     )
+
+
+# What a run's numbers can be: a loss above 100 nats per token is no language model's (ln of a vocabulary of
+# 2.7e43 words), and sizes past these would overflow the fit's powers; such a row is a typo or a poisoned file.
+MAX_VALUE = {"loss": 100.0, "params": 1e15, "non_embedding_params": 1e15, "tokens": 1e18, "flops": 1e35}
+
+
+def _check_ranges(cols: dict[str, np.ndarray], ok: pd.DataFrame, where: str) -> None:
+    for name, values in cols.items():
+        high = values > MAX_VALUE[name]
+        if high.any():
+            first = int(np.flatnonzero(high)[0])
+            raise UserError(f"{where}: column {name} must be at most {MAX_VALUE[name]:g}; row "
+                            f"{int(ok.index[first]) + 2} has {values[first]:g} ({int(high.sum())} such value(s))")
+
+
+def _check_unique(run_id: np.ndarray, tokens: np.ndarray, where: str) -> None:
+    """One row per run and token count: a run twice at the same tokens (concatenated sweeps, a copied row)
+    would weigh it twice. One run at several token counts is a training curve (the envelope reads those)."""
+    keys = np.char.add(np.char.add(run_id.astype(str), "@"), tokens.astype(str))
+    ids, counts = np.unique(keys, return_counts=True)
+    if (counts > 1).any():
+        dup = [str(i).split("@", 1)[0] for i in ids[counts > 1]]
+        raise UserError(f"{where}: column run_id has {len(dup)} run(s) more than once at the same tokens "
+                        f"({', '.join(dup[:3])}{' ...' if len(dup) > 3 else ''}); keep one row per run")
 
 
 def _describe(excluded: dict[str, int]) -> str:
