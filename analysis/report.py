@@ -23,6 +23,7 @@ from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from scaling import formulas
 from scaling.law import FittedLaw, file_sha256
+from scaling.units import format_duration, format_interval
 
 FINAL_COLOR = "crimson"
 
@@ -181,7 +182,7 @@ def plot_loss_curve(launch: dict, nums: dict, ax) -> None:
     if nums["predicted_interval"]:
         lo, hi = nums["predicted_interval"]
         ax.axhspan(lo, hi, color=FINAL_COLOR, alpha=0.15,
-                   label=f"{100 * nums['ci_level']:.0f}% bootstrap interval [{lo:.3f}, {hi:.3f}]")
+                   label=f"{100 * nums['ci_level']:.0f}% bootstrap interval {format_interval(lo, hi, '.3f')}")
     if nums["actual_loss"] is not None:
         ax.scatter([tokens[-1]], [nums["actual_loss"]], marker="*", s=160, color="k", zorder=5,
                    label=f"actual final validation loss {nums['actual_loss']:.4f}")
@@ -200,7 +201,7 @@ def plot_gpu_hours(nums: dict, ax) -> None:
     names = [f"{a}\n({c})" for a, _, c in bars]
     sns.barplot(x=names, y=[b for _, b, _ in bars], hue=names, palette="crest", legend=False, ax=ax)
     for i, (_, hours, _) in enumerate(bars):
-        ax.text(i, hours, f"{hours * 3600:.0f} s" if hours < 1 else f"{hours:.3g} h", ha="center", va="bottom")
+        ax.text(i, hours, format_duration(hours * 3600), ha="center", va="bottom")
     ax.set(ylabel="device-hours", title=f"Planned against actual GPU-hours on {nums['device']}")
 
 
@@ -239,7 +240,7 @@ def _fmt(x, spec: str = ".4f") -> str:
 
 def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
     lo_hi = nums["predicted_interval"]
-    interval = "none (law without bootstrap)" if lo_hi is None else f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]"
+    interval = "none (law without bootstrap)" if lo_hi is None else format_interval(*lo_hi, ".4f")
     within = {True: "yes", False: "no", None: "n/a"}[nums["within_interval"]]
     rel = "n/a" if nums["relative_error"] is None else f"{100 * nums['relative_error']:+.2f}%"
     lines = [

@@ -22,6 +22,7 @@ becomes <unk>. Losses are comparable only between datasets with the same vocabul
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import json
@@ -102,6 +103,7 @@ def prepare(
     val_fraction: float = 0.05,
     seed: int = 0,
     progress: bool = True,
+    encoding: str = "utf-8",
 ) -> dict:
     """Tokenise `sources` into `out_dir` (see the module doc) and return its meta; a no-op when up to date."""
     start = time.perf_counter()
@@ -109,12 +111,18 @@ def prepare(
         raise UserError(f"unknown tokenizer {tokenizer!r} (choose from {', '.join(TOKENIZERS)})")
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"val fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    try:
+        encoding = codecs.lookup(encoding).name
+    except LookupError:
+        raise UserError(f"unknown text encoding {encoding!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
     files = resolve_sources(sources)
     source_info = [{"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files]
     options = {"tokenizer": tokenizer, "val_fraction": val_fraction, "seed": seed}
+    if encoding != "utf-8":  # recorded only when not the default, so data prepared before --encoding is current
+        options["encoding"] = encoding
 
     old = _read_meta(out_dir) if out_dir.is_dir() else None
     if old is not None and old.get("schema") != SCHEMA:
@@ -125,7 +133,7 @@ def prepare(
     if old is not None:
         print(f"data prepare: sources or options differ from {out_dir}'s; rebuilding", file=sys.stderr)
 
-    docs = tokenize_files(files, progress)
+    docs = tokenize_files(files, progress, encoding)
     train_docs, val_docs = split_documents(docs, val_fraction, seed)
     train, val = _join(train_docs), _join(val_docs)
 
@@ -193,23 +201,24 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_documents(path: Path, raw: BinaryIO | None = None) -> Iterator[str]:
+def read_documents(path: Path, raw: BinaryIO | None = None, encoding: str = "utf-8") -> Iterator[str]:
     """The non-empty documents of one source file, read through `raw` (its open binary file) if given."""
     if raw is None:
         with open(path, "rb") as raw:
-            yield from read_documents(path, raw)
+            yield from read_documents(path, raw, encoding)
         return
     name = path.name
     stream = gzip.GzipFile(fileobj=raw, mode="rb") if name.endswith(".gz") else raw
     try:
         if name.endswith((".txt", ".txt.gz")):
-            text = stream.read().decode("utf-8")
+            text = stream.read().decode(encoding)
             if text:
                 yield text
             return
         for line_no, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
+            line = line.decode(encoding)  # outside the try: a decoding error gets the --encoding hint below
             try:
                 text = json.loads(line)["text"]
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError):
@@ -219,13 +228,14 @@ def read_documents(path: Path, raw: BinaryIO | None = None) -> Iterator[str]:
             if text:
                 yield text
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise UserError(f"{path}: not {encoding.upper()} text ({e.reason} at byte {e.start}); if it is in another "
+                        "encoding, name it: data prepare --encoding latin-1 (or cp1252, utf-16, ...)") from None
     except (EOFError, OSError) as e:  # gzip.BadGzipFile is an OSError; a cut-off gzip an EOFError
         kind = "gzip file" if name.endswith(".gz") else "file"
         raise UserError(f"{path}: unreadable {kind} ({e or type(e).__name__})") from None
 
 
-def tokenize_files(files: list[Path], progress: bool = True) -> list[np.ndarray]:
+def tokenize_files(files: list[Path], progress: bool = True, encoding: str = "utf-8") -> list[np.ndarray]:
     """gpt2 ids (uint16, no separators) of every document in `files`, in order, encoded on all cores."""
     from tqdm import tqdm
 
@@ -238,7 +248,7 @@ def tokenize_files(files: list[Path], progress: bool = True) -> list[np.ndarray]
         bytes_before, n_tokens = 0, 0  # source bytes of the files already read; tokens so far
         for path in files:
             with open(path, "rb") as raw:
-                for batch in _batches(read_documents(path, raw), CHARS_PER_THREAD * threads):
+                for batch in _batches(read_documents(path, raw, encoding), CHARS_PER_THREAD * threads):
                     for ids in enc.encode_ordinary_batch(batch, num_threads=threads):
                         docs.append(np.array(ids, dtype=DTYPE))
                         n_tokens += len(ids)

@@ -32,11 +32,28 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def version() -> str:
+    """The installed distribution's version; from pyproject.toml when run from a checkout that is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("scaling")
+    except PackageNotFoundError:
+        pyproject = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyproject.toml")
+        try:
+            with open(pyproject, encoding="utf-8") as f:
+                return next(line.split('"')[1] for line in f if line.startswith("version = "))
+        except (OSError, StopIteration, IndexError):
+            return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="scaling",
         description="Scaling laws and compute planning for GPT-style pretraining.",
     )
+    parser.add_argument("--version", action="version", version=f"scaling {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for module in COMMANDS.values():

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # scaling.fit.predictive imports this module
 
 LAW_SCHEMA = "scaling-law/1"
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
+LOSS_LAW_FORMS = ("chinchilla", "vpnls")  # the fit forms whose result is an L(N, D) law (scaling.fit.estimators)
 LAW_FILE_KEYS = ("schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options", "rows",
                  "bootstrap_params", "objective", "n_points", "warnings", "at_flops", "prediction_calibration")
 
@@ -322,6 +323,12 @@ class FittedLaw:
         replicates = _bootstrap_rows(path, raw)
         if not isinstance(raw.get("ci") or {}, dict):
             raise UserError(f"law file {path}: ci must be an object of intervals")
+        form = raw.get("form", "chinchilla")
+        if form not in LOSS_LAW_FORMS:  # a law file holds an L(N, D) law: only these forms fit one
+            raise UserError(f"law file {path}: form must be one of {', '.join(LOSS_LAW_FORMS)}, got {form!r}")
+        convention = raw.get("param_convention", "total")
+        if convention not in ("total", "non_embedding"):
+            raise UserError(f"law file {path}: param_convention must be total or non_embedding, got {convention!r}")
         rows = raw.get("rows", {})
         if not isinstance(rows, dict) or not isinstance(rows.get("source", ""), (str, type(None))) \
                 or not isinstance(rows.get("excluded") or {}, dict):
@@ -329,12 +336,12 @@ class FittedLaw:
                             f"got {json.dumps(rows)[:60]}")
         objective, n_points = raw.get("objective"), raw.get("n_points", rows.get("n"))
         return cls(
-            form=raw.get("form", "chinchilla"),
+            form=form,
             params=values,
             law=ChinchillaLaw(**values),
             objective=float(objective) if _is_number(objective) else math.nan,
             n_points=int(n_points) if _is_number(n_points) else 0,
-            param_convention=raw.get("param_convention", "total"),
+            param_convention=convention,
             excluded=rows.get("excluded") or {},
             options=raw.get("fit_options") or {},
             details={"at_flops": raw["at_flops"]} if raw.get("at_flops") else {},

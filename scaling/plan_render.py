@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from scaling.units import format_size
+from scaling.units import format_duration, format_interval, format_ratio, format_size
 
 if TYPE_CHECKING:  # the planner imports nothing from here; the type is for readers
     from scaling.planner import Plan
@@ -15,12 +15,7 @@ def sci(x: float) -> str:
 
 
 def duration(hours: float) -> str:
-    if hours < 1:
-        return f"{hours * 60:.3g} min"
-    if hours < 48:
-        return f"{hours:.3g} h"
-    days = hours / 24
-    return f"{days:,.1f} days" if days < 1e4 else f"{count(days)} days"
+    return format_duration(hours * 3600)
 
 
 def money(usd: float) -> str:
@@ -37,7 +32,7 @@ def count(x: float) -> str:
 
 
 def ratio(x: float) -> str:
-    return f"{x:.1f}" if x < 1e4 else count(x)
+    return format_ratio(x)
 
 
 def energy(kwh: float) -> str:
@@ -51,7 +46,7 @@ def mass(kg: float) -> str:
 def loss_text(point: float | None, interval: list[float] | None) -> str:
     if point is None:
         return "n/a (the law predicts no loss)"
-    return f"{point:.4f}" + (f"  [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
+    return f"{point:.4f}" + (f"  {format_interval(*interval, '.4f')}" if interval else "")
 
 
 def _rows(title: str, rows: list[tuple[str, str, str]]) -> list[str]:

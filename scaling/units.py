@@ -45,3 +45,57 @@ def format_size(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{suffix}"
     return f"{n:.3g}"
+
+
+# ----------------------------------------------------------------------------- numbers a person reads
+# One place for how sizes, factors, durations and intervals are printed, so that every command shows an
+# unbounded bound, a tiny ratio or a millisecond the same way.
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def format_factor(x: float | None) -> str:
+    """A multiple: 12.5 -> '12.5x', 1834.2 -> '1.8e+03x'; infinite or missing -> 'an unbounded factor'."""
+    if not _finite(x):
+        return "an unbounded factor"
+    return f"{x:.2g}x" if abs(x) >= 1e3 else f"{x:.3g}x"
+
+
+def format_number(x: float | None, spec: str = ".4g") -> str:
+    """One bound or value: `spec` when finite; 'unbounded' for an infinite or missing one."""
+    return format(float(x), spec) if _finite(x) else "unbounded"
+
+
+def format_interval(lo: float | None, hi: float | None, spec: str = ".4g") -> str:
+    """'[3.681, 4.2]'; an infinite or missing bound is open: '[3.681, unbounded)', '(unbounded, 4.2]'."""
+    left = "[" if _finite(lo) else "("
+    right = "]" if _finite(hi) else ")"
+    return f"{left}{format_number(lo, spec)}, {format_number(hi, spec)}{right}"
+
+
+def format_ratio(x: float, floor: float = 0.1) -> str:
+    """A ratio such as tokens per parameter: one decimal, '< 0.1' below it, separators from 10^4."""
+    if x < floor:
+        return f"< {floor:g}"
+    return f"{x:.1f}" if x < 1e4 else (f"{x:,.0f}" if x < 1e12 else f"{x:.4g}")
+
+
+def format_duration(seconds: float | None) -> str:
+    """'19 ms', '4.2 s', '3.5 min', '2.1 h', '3.0 days' (3 significant figures below a day)."""
+    if not _finite(seconds):
+        return "unknown"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    hours = seconds / 3600
+    if hours < 48:
+        return f"{hours:.3g} h"
+    days = hours / 24
+    if days < 1e4:
+        return f"{days:,.1f} days"
+    return f"{days:,.0f} days" if days < 1e12 else f"{days:.4g} days"

@@ -112,6 +112,7 @@ def print_plan(grid: grids.Grid, specs, counts: dict, executor: str, layout: str
     total_flops = sum(s.flops for s in specs)
     print(
         f"sweep {grid.name}: {len(specs)} runs ({counts['new']} new, {counts['finished']} finished, "
+        f"{counts['pending']} interrupted or not yet started (resumed), "
         f"{counts['retried']} failed before and queued again), {total_flops:.3g} FLOPs in all, "
         f"executor {executor} ({layout})"
     )

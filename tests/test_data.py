@@ -309,7 +309,9 @@ def write_two_docs(d: Path) -> Path:
         (lambda d: d, [], "directory has no"),
         (write_bad_gzip, [], "bad.jsonl.gz: unreadable gzip file"),
         (write_cut_off_gzip, [], "cut.jsonl.gz: unreadable gzip file"),
-        (write_latin1, [], "latin1.txt: not UTF-8 text"),
+        (write_latin1, [], "latin1.txt: not UTF-8 text (invalid continuation byte at byte 3); if it is in another "
+         "encoding, name it: data prepare --encoding latin-1"),
+        (write_latin1, ["--encoding", "klingon"], "unknown text encoding 'klingon'"),
         (lambda d: write_jsonl(d / "one.jsonl", ["Hi"]), [], "too short to split"),
         (write_two_docs, ["--val-fraction", "0"], "val fraction must be"),
         (write_two_docs, ["--val-fraction", "1.5"], "val fraction must be"),
@@ -325,3 +327,23 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make_source, ext
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("scaling data prepare: error: ") and message in err, err
     assert not (tmp_path / "out" / "meta.json").exists()
+
+
+def test_encoding_names_how_the_sources_are_read_and_is_recorded(tmp_path, capsys):
+    """Latin-1 text, refused as UTF-8 above, reads with --encoding latin-1: the same tokens as its UTF-8 copy."""
+    from gptcore.data import open_dataset
+
+    text = "Le café au lait coûte trois francs. " * 40
+    (tmp_path / "latin").mkdir()
+    (tmp_path / "utf8").mkdir()
+    for name, enc in (("latin", "latin-1"), ("utf8", "utf-8")):
+        for i in range(4):
+            (tmp_path / name / f"{i}.txt").write_bytes(f"{i}: {text}".encode(enc))
+    code, _, err = scaling("data", "prepare", str(tmp_path / "latin"), "--out", str(tmp_path / "a"), "--encoding",
+                           "latin-1", "--no-progress", "--tokenizer", "gpt2", capsys=capsys)
+    assert code == 0, err
+    assert scaling("data", "prepare", str(tmp_path / "utf8"), "--out", str(tmp_path / "b"), "--no-progress",
+                   "--tokenizer", "gpt2", capsys=capsys).returncode == 0
+    a, b = open_dataset(tmp_path / "a"), open_dataset(tmp_path / "b")
+    assert list(a.train) == list(b.train) and list(a.val) == list(b.val)
+    assert a.meta["encoding"] == "iso8859-1" and "encoding" not in b.meta

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from scaling.units import format_duration
+
 PREPARE_DESCRIPTION = """\
 Tokenise text into train.bin / val.bin (uint16 token ids, memory-mapped) plus meta.json.
 Sources: .txt and .txt.gz (one file = one document), .jsonl and .jsonl.gz (one line = one
@@ -41,6 +43,8 @@ def register(subparsers) -> None:
         metavar="F",
         help="share of documents held out for validation, in (0, 1) (default: 0.05)",
     )
+    prep.add_argument("--encoding", default="utf-8", metavar="NAME",
+                      help="text encoding of the sources, e.g. latin-1, cp1252, utf-16 (default: utf-8)")
     prep.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default: 0)")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.set_defaults(func=run)
@@ -56,12 +60,13 @@ def run(args) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         progress=not args.no_progress,
+        encoding=args.encoding,
     )
     tokens = meta["train_tokens"] + meta["val_tokens"]
     print(
         f"{args.out}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens "
         f"({meta['train_docs']} + {meta['val_docs']} docs), vocab {meta['tokenizer']} "
-        f"{meta['vocab_size']:,} ids; prepared in {meta['prepare_seconds']:.1f} s "
+        f"{meta['vocab_size']:,} ids; prepared in {format_duration(meta['prepare_seconds'])} "
         f"({tokens / meta['prepare_seconds']:,.0f} tokens/s)"
     )
     return 0

@@ -13,6 +13,8 @@ import shlex
 import time
 from pathlib import Path
 
+from scaling.units import format_duration
+
 TUNE_TRIALS = 3
 BOOTSTRAP = 200
 # The final run: one step beyond the sweep in both size and data, so the law is extrapolated, not
@@ -111,6 +113,6 @@ def run(args) -> int:
     if args.executor == "torchrun":
         launch_argv += ["--executor", "torchrun", "--gpus", "2"]
     step("launch it on this machine as the extrapolated final run", launch_argv)
-    print(f"\ndemo done in {(time.perf_counter() - t0) / 60:.1f} min: report {out / 'launch' / 'report.md'}, "
+    print(f"\ndemo done in {format_duration(time.perf_counter() - t0)}: report {out / 'launch' / 'report.md'}, "
           f"fit plots in {fit}")
     return 0

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from scaling.fit import FORMS
+from scaling.units import format_interval
 
 if TYPE_CHECKING:  # numpy comes in with the fit, not when the CLI lists its commands
     from scaling.fit.predictive import CoverageReport
@@ -291,7 +292,7 @@ def format_result(report: FitReport) -> str:
     for name, value in values.items():
         ci = law.ci.get(name)
         lines.append(
-            f"  {name:>8} = {_fmt(value)}" + (f"   {level} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+            f"  {name:>8} = {_fmt(value)}" + (f"   {level} {format_interval(*ci)}" if ci else "")
         )
     predicted = {r["flops"]: r for r in report.prediction_rows()} if law.calibration is not None else {}
     for row in law.details.get("at_flops", []):
@@ -300,11 +301,11 @@ def format_result(report: FitReport) -> str:
             text += f", loss = {_fmt(row['loss'])}"
         lines.append(text)
         for k, (lo, hi) in row["ci"].items():
-            lines.append(f"      {k} {level} [{_fmt(lo)}, {_fmt(hi)}]" + (" (parameters)" if k == "loss" else ""))
+            lines.append(f"      {k} {level} {format_interval(lo, hi)}" + (" (parameters)" if k == "loss" else ""))
         pi = predicted.get(row["flops"], {})
         if pi.get("interval"):
             lo, hi = pi["interval"]
-            lines.append(f"      loss {level} [{_fmt(lo)}, {_fmt(hi)}] (prediction: a run's actual loss)")
+            lines.append(f"      loss {level} {format_interval(lo, hi)} (prediction: a run's actual loss)")
         elif pi:
             lines.append(f"      loss prediction interval: {pi['reason']}")
     for r in law.details.get("refused", []):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scaling.units import format_interval
+
 EXAMPLES = """examples:
   scaling launch --law runs/law.json --compute 1e13 --grid tiny
   scaling launch --law runs/law.json --params 14M --tokens 128K --executor torchrun --gpus 2 --yes
@@ -84,7 +86,7 @@ def run(args) -> int:
 def summary_line(report: dict) -> str:
     """One line: predicted against actual final loss; a run without a final loss (diverged) says why."""
     lo_hi = report["predicted_interval"]
-    interval = "" if lo_hi is None else f" the interval [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]"
+    interval = "" if lo_hi is None else f" the interval {format_interval(*lo_hi, '.4f')}"
     predicted = f"predicted final loss {report['predicted_loss']:.4f}"
     if report["actual_loss"] is None:
         return f"{predicted}, actual none (the run {report['status']}; no final loss to compare){interval and ';'}" \

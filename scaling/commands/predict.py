@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from scaling.units import format_factor, format_interval
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     text = f"L(N={n:.4g}, D={d:.4g}) = {loss:.4f}"
     if ci:
-        text += f"   {100 * law.ci_level:.0f}% parameter interval [{ci[0]:.4f}, {ci[1]:.4f}]"
+        text += f"   {100 * law.ci_level:.0f}% parameter interval {format_interval(*ci, '.4f')}"
     print(text + f"   ({law.form} law, N = {law.param_convention} params)")
     print("\n".join(prediction_lines(out)))
     return 0
@@ -74,12 +76,12 @@ def prediction_lines(out: dict) -> list[str]:
     lines = []
     pi, details, where = out["prediction_interval"], out["prediction"], out["extrapolation"]
     if pi is not None:
-        lines.append(f"  {100 * details['level']:.0f}% prediction interval [{pi[0]:.4f}, {pi[1]:.4f}] (the actual "
+        lines.append(f"  {100 * details['level']:.0f}% prediction interval {format_interval(*pi, '.4f')} (the actual "
                      "loss of such a run: noise, extrapolation and parameter error, calibrated by backtests)")
     else:
         lines.append(f"  prediction interval: {details['reason']}")
     if where is not None:
-        lines.append(f"  beyond the fitted runs: {where['params_multiple']:.3g}x N, {where['tokens_multiple']:.3g}x D, "
-                     f"{where['flops_multiple']:.3g}x C")
+        lines.append(f"  beyond the fitted runs: {format_factor(where['params_multiple'])} N, "
+                     f"{format_factor(where['tokens_multiple'])} D, {format_factor(where['flops_multiple'])} C")
     lines.extend(f"  warning: {w}" for w in out["warnings"])
     return lines

@@ -82,11 +82,11 @@ def model_config(args, vocab_size: int):
 
     extra = dict(dropout=args.dropout, tie_weights=args.tie_weights, vocab_size=args.vocab_size or vocab_size)
     if args.preset:
-        if args.ctx:
+        if args.ctx is not None:  # 0 too: GPTConfig refuses it rather than a default silently replacing it
             extra["ctx"] = args.ctx
         return GPTConfig.from_name(args.preset, **extra)
-    return GPTConfig(n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model, ctx=args.ctx or 128,
-                     **extra)
+    ctx = 128 if args.ctx is None else args.ctx
+    return GPTConfig(n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model, ctx=ctx, **extra)
 
 
 def handle(args) -> int:

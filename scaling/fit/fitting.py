@@ -12,6 +12,7 @@ from scaling.fit import chinchilla
 from scaling.fit.data import RunTable
 from scaling.fit.estimators import ESTIMATORS, FORMS, budget_groups
 from scaling.law import PARAM_NAMES, ChinchillaLaw, FittedLaw, params_problem
+from scaling.units import format_factor, format_interval
 
 BOOTSTRAP_BY = ("run", "size")
 EXPONENTS = {"alpha", "beta", "a", "b", "alpha_N", "alpha_D", "alpha_C"}
@@ -170,16 +171,17 @@ def parameter_warnings(result: FittedLaw) -> list[str]:
         if name in EXPONENTS:
             if hi - lo > 0.5:
                 out.append(
-                    f"{name} is not constrained by the data: its interval [{lo:.3g}, {hi:.3g}] "
+                    f"{name} is not constrained by the data: its interval {format_interval(lo, hi, '.3g')} "
                     "is wider than 0.5"
                 )
         elif name in SCALES and lo > 0 and hi / lo > 10:
             out.append(
-                f"{name} is not constrained by the data: its interval [{lo:.3g}, {hi:.3g}] spans "
-                f"a factor {hi / lo:.0f}"
+                f"{name} is not constrained by the data: its interval {format_interval(lo, hi, '.3g')} spans "
+                f"{format_factor(float(hi) / float(lo))}"
             )
         elif lo <= 0 < hi and name in p and p[name] > 0:
-            out.append(f"{name} is not constrained by the data: its interval [{lo:.3g}, {hi:.3g}] reaches 0")
+            out.append(f"{name} is not constrained by the data: its interval {format_interval(lo, hi, '.3g')} "
+                       "reaches 0")
     return out
 
 

@@ -10,7 +10,7 @@ from gptcore.errors import UserError
 from scaling.launch.executors import run_threads
 from scaling.launch.request import LaunchRequest
 from scaling.planner import Plan
-from scaling.units import format_size
+from scaling.units import format_duration, format_interval, format_size
 from sweeps.grid import RunSpec
 
 # The planner's figures the prediction keeps beside FLOPs and the device: what the report compares with.
@@ -120,7 +120,7 @@ def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: dict) -> list[str
     co2 = "unknown" if result.co2_kg is None else f"{result.co2_kg:.4g} kg"
     lo_hi = prediction["predicted_interval"]
     interval = "no interval (the law has no bootstrap fits)" if lo_hi is None else \
-        f"{100 * prediction['ci_level']:.0f}% interval [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]"
+        f"{100 * prediction['ci_level']:.0f}% interval {format_interval(*lo_hi, '.4f')}"
     return [
         f"final run {spec.run_id}: L{m['n_layer']} H{m['n_head']} d{m['d_model']} ctx {m['ctx']}, "
         f"{format_size(spec.params)} params ({format_size(spec.non_embedding_params)} non-embedding), "
@@ -130,7 +130,7 @@ def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: dict) -> list[str
         f"  FLOPs (6ND)        {result.flops:.3e}",
         f"  device             {result.gpus} x {planned.device} ({result.precision}, "
         f"peak {result.peak_flops_per_s / 1e12:.3g} TFLOP/s, MFU {result.mfu:.2f} assumed)",
-        f"  GPU-hours          {result.gpu_hours:.4g} (wall clock {result.wall_clock_hours * 60:.3g} min)",
+        f"  GPU-hours          {result.gpu_hours:.4g} (wall clock {format_duration(result.wall_clock_hours * 3600)})",
         f"  cost               {cost}",
         f"  CO2e               {co2}",
         f"  predicted loss     {prediction['predicted_loss']:.4f}, {interval}",
