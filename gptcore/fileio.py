@@ -5,11 +5,24 @@ A crash or kill leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
+
+from gptcore.errors import UserError
+
+
+class DiskFullError(UserError, OSError):
+    """A write that found the disk full: a one-line UserError to the CLI, and still an OSError (ENOSPC) to
+    code that catches those (a cache that may fail to write)."""
+
+    def __init__(self, path: str | os.PathLike, code: int = errno.ENOSPC):
+        super().__init__(f"disk full: could not write {path}; the previous {Path(path).name}, if any, is kept: "
+                         "free some space and run again")
+        self.errno = code
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -23,8 +36,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(path, e.errno) from None
         raise
 
 

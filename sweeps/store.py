@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import time
@@ -124,6 +125,32 @@ def owner_is_dead(owner: str | None) -> bool:
     return process_state(int(pid)) in (None, "Z", "X")
 
 
+LOW_DISK_BYTES = 16 << 20  # free space below which an I/O error is taken for a full disk
+
+
+def disk_problem(e: sqlite3.DatabaseError, path: Path) -> UserError | None:
+    """A one-line error for a full disk or an I/O error at `path`, or None for any other database error.
+
+    A full disk shows as SQLITE_FULL, or (at open, where the WAL cannot grow) as a plain "disk I/O error":
+    either must be said as what it is, never taken for a foreign file, which the store is not.
+    """
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    full = primary == sqlite3.SQLITE_FULL or "disk is full" in str(e)
+    if not (full or primary == sqlite3.SQLITE_IOERR or "disk I/O error" in str(e)):
+        return None
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if full or (free is not None and free < LOW_DISK_BYTES):
+        left = "" if free is None else f" ({free / 2**20:.1f} MiB free)"
+        return UserError(f"disk full: could not write {path}{left}; the store keeps its last committed state: "
+                         "free some space and run again")
+    return UserError(f"disk I/O error at {path} ({e}); the store keeps its last committed state: check the "
+                     "disk and run again")
+
+
 def _is_locked(e: sqlite3.DatabaseError) -> bool:
     """SQLite gave up waiting for another connection's lock (after BUSY_TIMEOUT_S)."""
     return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
@@ -147,6 +174,8 @@ class Store:
         except sqlite3.DatabaseError as e:  # a torn or foreign file, or a directory, where the store should be
             if _is_locked(e):
                 raise self._locked() from None
+            if (disk := disk_problem(e, self.path)) is not None:
+                raise disk from None
             raise UserError(f"{self.path} is not a sweep store ({e}); it is kept as is: use another --out") from None
 
     def close(self) -> None:
@@ -167,10 +196,13 @@ class Store:
             raise
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT" if commit else "ROLLBACK")
+        except BaseException as e:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.DatabaseError) and (disk := disk_problem(e, self.path)) is not None:
+                raise disk from None
             raise
-        self.db.execute("COMMIT" if commit else "ROLLBACK")
 
     # ------------------------------------------------------------------------- registering runs
 

@@ -313,3 +313,63 @@ def test_fit_refuses_a_loss_of_1e308(tmp_path, capsys):
     code = main(["fit", str(csv), "--out", str(tmp_path / "law.json")])
     one_line_error(capsys, code, str(csv), "loss", "1e+308")
     assert not (tmp_path / "law.json").exists()
+
+
+# ----------------------------------------------------------------------------- 8. residue: a full disk
+
+
+def test_a_full_disk_in_a_store_write_is_said_as_such(tmp_path):
+    """A real SQLITE_FULL: the store's file may not grow past its pages (what a full disk gives SQLite)."""
+    from gptcore.errors import UserError
+    from sweeps.store import Store
+
+    store, spec = _one_run_store(tmp_path, "nobody:1")
+    before = store.rows()
+    (pages,) = store.db.execute("PRAGMA page_count").fetchone()
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(UserError, match=r"^disk full: could not write .*sweep\.db") as e:
+        store.finish(spec.run_id, "nobody:1", "completed", None, {"final_val_loss": 3.0, "blob": "x" * 100_000})
+    assert "not a sweep store" not in str(e.value)
+    store.db.execute("PRAGMA max_page_count = 1073741823")
+    assert store.rows() == before  # intact: the failed write left the last committed state
+    store.close()
+
+
+def test_a_disk_io_error_at_open_on_a_full_disk_is_not_a_foreign_store(tmp_path, monkeypatch, capsys):
+    import shutil
+    import sqlite3
+
+    from sweeps import store as store_module
+
+    def full(*args, **kwargs):
+        e = sqlite3.OperationalError("disk I/O error")
+        e.sqlite_errorcode = sqlite3.SQLITE_IOERR | (4 << 8)  # SQLITE_IOERR_SHORT_READ
+        raise e
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 0))
+    from gptcore.errors import UserError
+
+    with pytest.raises(UserError, match=r"^disk full: could not write .*sweep\.db \(0\.0 MiB free\)"):
+        store_module.Store(tmp_path / "sweep")
+
+
+def test_an_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from gptcore.errors import UserError
+    from gptcore.fileio import atomic_write_json
+
+    path = tmp_path / "summary.json"
+    atomic_write_json(path, {"status": "completed"})
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(UserError, match=r"^disk full: could not write .*summary\.json") as e:
+        atomic_write_json(path, {"status": "diverged"})
+    assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC  # `except OSError` still catches it
+    assert json.loads(path.read_text()) == {"status": "completed"}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temp file left
