@@ -3,19 +3,26 @@
 workers x threads never exceeds the cores (or one worker per GPU, each seeing its own GPU). A worker
 that dies (a crash, the OOM killer) or overruns --timeout-min costs only its current run, which is
 recorded as failed or timed out with the reason; a new worker takes its place.
+
+Several `scaling sweep` processes may run one directory at once: they share its runs through the store,
+each waits until every run is final, and the cores are shared through one lock file per core
+(DIR/.cores/HOST/K.lock, flock): a worker trains with the cores it holds, so all processes' workers
+together never run more threads than the machine has cores. The kernel drops a dead worker's locks.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from sweeps.progress import SweepProgress
-from sweeps.store import Store, local_owner, owner_is_dead
+from sweeps.store import FINAL, Store, local_owner
 
 POLL_S = 0.5
 
@@ -56,6 +63,8 @@ class LocalExecutor:
             str(self.threads),
             "--parent-pid",
             str(os.getpid()),
+            "--cores",
+            str(available_cores()),
         ]
         log = open(self.sweep_dir / f"worker-{slot}.log", "ab")  # noqa: SIM115 (the child keeps it)
         try:
@@ -66,6 +75,7 @@ class LocalExecutor:
     def run(self, run_ids: list[str], progress: SweepProgress) -> None:
         store = Store(self.sweep_dir)
         procs: dict[int, subprocess.Popen] = {}
+        wanted = set(run_ids)
         try:
             while True:
                 rows = store.rows()
@@ -87,14 +97,14 @@ class LocalExecutor:
                                 )
                 if self.timeout_s:
                     self._enforce_timeout(store, rows, owners, procs)
-                waiting = any(r["status"] == "pending" for r in rows) or any(
-                    r["status"] == "running" and r["owner"] not in owners and owner_is_dead(r["owner"]) for r in rows
-                )
+                mine = [r for r in rows if r["run_id"] in wanted]
+                # Work for a new worker: a pending run, or one whose owner (of any process) is dead or silent.
+                waiting = any(Store.claimable(r) and r["owner"] not in owners for r in mine)
                 while waiting and len(procs) < self.workers:
                     slot = min(set(range(self.workers)) - set(procs))
                     procs[slot] = self._spawn(slot)
-                if not procs and not waiting:
-                    break
+                if not procs and not waiting and all(r["status"] in FINAL for r in mine):
+                    break  # runs still held by live workers of another process are waited for
                 time.sleep(POLL_S)
             progress.update(store.rows())
         finally:
@@ -116,3 +126,28 @@ class LocalExecutor:
                     "timeout",
                     f"ran {now - r['claimed_at']:.0f} s, over --timeout-min {self.timeout_s / 60:g}",
                 )
+
+
+def core_lock_dir(sweep_dir: Path) -> Path:
+    return Path(sweep_dir) / ".cores" / socket.gethostname()
+
+
+def take_cores(sweep_dir: Path, want: int, cores: int) -> list:
+    """Lock up to `want` of this host's `cores` core lock files, without waiting; the open files held.
+
+    A lock lives as long as its file stays open in this process: the kernel drops it when the process dies,
+    however it dies, so a killed worker never keeps a core.
+    """
+    lock_dir = core_lock_dir(sweep_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    held = []
+    for k in range(cores):
+        if len(held) == want:
+            break
+        f = open(lock_dir / f"{k}.lock", "a")  # noqa: SIM115 (held open: that is the lock)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(f)
+        except BlockingIOError:
+            f.close()
+    return held

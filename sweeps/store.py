@@ -256,7 +256,9 @@ class Store:
 
     # ------------------------------------------------------------------------- claiming and finishing
 
-    def _claimable(self, row: sqlite3.Row, owner: str) -> bool:
+    @staticmethod
+    def claimable(row, owner: str | None = None) -> bool:
+        """A run `owner` may take: pending, or running under a dead or silent owner, or under `owner` itself."""
         if row["status"] == "pending":
             return True
         if row["status"] != "running":
@@ -283,7 +285,7 @@ class Store:
                     "SELECT * FROM runs WHERE status IN ('pending', 'running') ORDER BY status = 'running' DESC, rowid"
                 ).fetchall()
             for row in rows:
-                if self._claimable(row, owner):
+                if self.claimable(row, owner):
                     now = time.time()
                     db.execute(
                         "UPDATE runs SET status = 'running', owner = ?, heartbeat = ?, claimed_at = ?,"

@@ -12,11 +12,14 @@ import ctypes
 import os
 import signal
 import sys
+import time
 
+from sweeps.local import take_cores
 from sweeps.runner import run_claimed
 from sweeps.store import Store, local_owner
 
 PR_SET_PDEATHSIG = 1
+CORE_POLL_S = 0.5
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -33,17 +36,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sweep_dir")
     ap.add_argument("--threads", type=int, required=True, help="torch threads for this worker")
     ap.add_argument("--parent-pid", type=int, required=True)
+    ap.add_argument("--cores", type=int, default=0, help="this host's cores, shared by lock files (0: no locks)")
     args = ap.parse_args(argv)
     die_with_parent(args.parent_pid)
     import torch
 
-    torch.set_num_threads(args.threads)
     store = Store(args.sweep_dir)
     owner = local_owner()
-    while (spec := store.claim(owner)) is not None:
-        run_claimed(store, spec, owner, args.threads)
+    held = wait_for_cores(store, args.threads, args.cores) if args.cores else [None] * args.threads
+    if held:
+        torch.set_num_threads(len(held))
+        while (spec := store.claim(owner)) is not None:
+            run_claimed(store, spec, owner, len(held))
     store.close()
     return 0
+
+
+def wait_for_cores(store: Store, want: int, cores: int) -> list:
+    """Hold at least one core (up to `want`) before claiming a run; [] when no work is left to wait for.
+
+    Other sweep processes' workers on this directory may hold every core: this worker then waits for one,
+    so the machine never runs more training threads than it has cores.
+    """
+    while not (held := take_cores(store.dir, want, cores)):
+        if not any(Store.claimable(r) for r in store.rows()):
+            return []
+        time.sleep(CORE_POLL_S)
+    return held
 
 
 if __name__ == "__main__":

@@ -321,7 +321,6 @@ def test_fit_refuses_a_loss_of_1e308(tmp_path, capsys):
 def test_a_full_disk_in_a_store_write_is_said_as_such(tmp_path):
     """A real SQLITE_FULL: the store's file may not grow past its pages (what a full disk gives SQLite)."""
     from gptcore.errors import UserError
-    from sweeps.store import Store
 
     store, spec = _one_run_store(tmp_path, "nobody:1")
     before = store.rows()
@@ -373,3 +372,40 @@ def test_an_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch
     assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC  # `except OSError` still catches it
     assert json.loads(path.read_text()) == {"status": "completed"}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temp file left
+
+
+# ----------------------------------------------------------------------------- 5. concurrent sweeps
+
+
+@pytest.mark.slow
+def test_four_concurrent_sweeps_share_the_work_and_all_exit_0(prepared_data, tmp_path):
+    from helpers import rows, start_scaling
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID.replace('tokens = ["4K"]', 'tokens = ["4K", "6K"]'))
+    out = tmp_path / "sweep"
+    procs = [start_scaling(*sweep_args(prepared_data, out, grid), log=tmp_path / f"sweep-{i}.log")
+             for i in range(4)]
+    codes = [p.wait(timeout=600) for p in procs]
+    logs = [(tmp_path / f"sweep-{i}.log").read_text() for i in range(4)]
+    assert codes == [0, 0, 0, 0], "\n".join(log[-1500:] for log in logs)
+    stored = rows(out)
+    assert len(stored) == 2
+    for r in stored.values():  # each trained once: one claim, one completion, no resume
+        assert (r["status"], r["attempts"], r["completions"]) == ("completed", 1, 1), r
+        assert "resuming" not in (out / "runs" / r["run_id"] / "train.log").read_text()
+    assert all("still running elsewhere" not in log for log in logs)
+
+
+def test_core_locks_share_the_cores_among_workers_of_all_processes(tmp_path):
+    from sweeps.local import take_cores
+
+    first = take_cores(tmp_path, 2, 3)  # wants 2 of 3 cores: gets them
+    second = take_cores(tmp_path, 2, 3)  # only one is left
+    assert (len(first), len(second)) == (2, 1)
+    probe = subprocess.run([sys.executable, "-c", "import sys; from sweeps.local import take_cores; "
+                            f"sys.exit(len(take_cores({str(tmp_path)!r}, 3, 3)))"], cwd=Path(__file__).parent.parent)
+    assert probe.returncode == 0  # another process finds every core held
+    for f in first:
+        f.close()  # as a dying worker's files are closed
+    assert len(take_cores(tmp_path, 3, 3)) == 2
