@@ -409,3 +409,43 @@ def test_core_locks_share_the_cores_among_workers_of_all_processes(tmp_path):
     for f in first:
         f.close()  # as a dying worker's files are closed
     assert len(take_cores(tmp_path, 3, 3)) == 2
+
+
+# ----------------------------------------------------------------------------- 8. strict JSON
+
+
+def strict_loads(text: str):
+    return json.loads(text, parse_constant=_no_constant)
+
+
+@pytest.mark.slow
+def test_every_json_output_and_summary_is_strict_json(prepared_data, tmp_path, capsys):
+    run = tmp_path / "diverged"
+    done = scaling("train", "--n-layer", "1", "--n-head", "1", "--d-model", "32", "--ctx", "32", "--batch-size", "2",
+                   "--max-steps", "30", "--lr", "1000", "--grad-clip", "0", "--warmup", "1", "--eval-every", "6", "--eval-batches", "1",
+                   "--data", str(prepared_data), "--out", str(run), "--no-progress", "--json", capsys=capsys)
+    assert done.returncode == 0, done.stderr
+    summary = strict_loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "diverged" and summary["final_val_loss"] is None
+    assert strict_loads((run / "summary.json").read_text()) == summary
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        strict_loads(line)
+    fine = tmp_path / "fine"  # a diverged run keeps no checkpoint: eval reads a finished one
+    done = scaling("train", "--n-layer", "1", "--n-head", "1", "--d-model", "32", "--ctx", "32", "--batch-size", "2",
+                   "--max-steps", "4", "--eval-every", "4", "--eval-batches", "1", "--data", str(prepared_data),
+                   "--out", str(fine), "--no-progress", capsys=capsys)
+    assert done.returncode == 0, done.stderr
+    done = scaling("eval", "--checkpoint", str(fine), "--data", str(prepared_data), "--tokens", "256", "--json",
+                   capsys=capsys)
+    assert done.returncode == 0, done.stderr
+    strict_loads(done.stdout.strip().splitlines()[-1])
+
+    csv = runs_csv(tmp_path / "runs.csv", good_rows())
+    law = tmp_path / "law.json"
+    for argv in (["fit", str(csv), "--out", str(law), "--bootstrap", "20", "--json"],
+                 ["predict", "--law", str(law), "--params", "1e9", "--tokens", "2e10", "--json"],
+                 ["plan", "--law", str(law), "--compute", "1e20", "--json"]):
+        done = scaling(*argv, capsys=capsys)
+        assert done.returncode == 0, (argv, done.stderr)
+        strict_loads(done.stdout.strip().splitlines()[-1] if argv[0] != "plan" else done.stdout)
+    strict_loads(law.read_text())

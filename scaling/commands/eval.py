@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from gptcore.fileio import dumps_json
 
 
 def register(subparsers) -> None:
@@ -33,7 +33,7 @@ def run(args) -> int:
 
     _, result = evaluate_checkpoint(args.checkpoint, args.data, args.tokens, device=resolve_device(args.device))
     if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint, "data": args.data, **result.to_dict()}), flush=True)
+        print(dumps_json({"checkpoint": args.checkpoint, "data": args.data, **result.to_dict()}), flush=True)
     else:
         print(f"{args.checkpoint} on {args.data}: val loss {result.loss:.4f}, perplexity {result.perplexity:,.2f} "
               f"({result.tokens:,} tokens in {result.windows} windows of {result.ctx})", flush=True)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gptcore.fileio import dumps_json
 from scaling.fit import FORMS
 from scaling.units import format_interval
 
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if law is not None:
         law.save(args.out)
     if args.json:
-        print(json.dumps(report.to_json()))
+        print(dumps_json(report.to_json()))
         return 0
     print(format_result(report))
     if report.backtest is not None:

@@ -5,9 +5,9 @@ compute-optimal alternative. Parses flags and delegates to scaling.planner; impo
 from __future__ import annotations
 
 import argparse
-import json
 
 from gptcore.errors import UserError
+from gptcore.fileio import dumps_json
 from gptcore.hardware import PRECISIONS
 from scaling.memory import ATTENTION_KERNELS, RECOMPUTE
 from scaling.plan_render import render_plan
@@ -152,5 +152,5 @@ def run(args) -> int:
         target_loss=args.target_loss,
     )
     result = plan(request)
-    print(json.dumps(result.to_json(), indent=2) if args.json else render_plan(result))
+    print(dumps_json(result.to_json(), indent=2) if args.json else render_plan(result))
     return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from gptcore.fileio import dumps_json
 
 from scaling.units import format_factor, format_interval
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         **prediction_json(law, n, d),
     }
     if args.json:
-        print(json.dumps(out))
+        print(dumps_json(out))
         return 0
     text = f"L(N={n:.4g}, D={d:.4g}) = {loss:.4f}"
     if ci:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
+
+from gptcore.fileio import dumps_json
 
 
 def register(subparsers) -> None:
@@ -110,7 +111,7 @@ def handle(args) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
-        print(json.dumps(summary), flush=True)
+        print(dumps_json(summary), flush=True)
     else:
         tps = summary["tokens_per_s"]
         mfu = summary["mfu"]
