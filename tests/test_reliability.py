@@ -422,7 +422,8 @@ def strict_loads(text: str):
 def test_every_json_output_and_summary_is_strict_json(prepared_data, tmp_path, capsys):
     run = tmp_path / "diverged"
     done = scaling("train", "--n-layer", "1", "--n-head", "1", "--d-model", "32", "--ctx", "32", "--batch-size", "2",
-                   "--max-steps", "30", "--lr", "1000", "--grad-clip", "0", "--warmup", "1", "--eval-every", "6", "--eval-batches", "1",
+                   "--max-steps", "30", "--lr", "1000", "--grad-clip", "0", "--warmup", "1", "--eval-every", "6",
+                   "--eval-batches", "1",
                    "--data", str(prepared_data), "--out", str(run), "--no-progress", "--json", capsys=capsys)
     assert done.returncode == 0, done.stderr
     summary = strict_loads(done.stdout.strip().splitlines()[-1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from gptcore.fileio import dumps_json
-
 from scaling.units import format_factor, format_interval
 
 
