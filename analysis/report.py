@@ -61,6 +61,10 @@ def step_seconds(metrics: list[dict]) -> float:
 # ----------------------------------------------------------------------------- the numbers
 
 
+def _within(actual: float, interval) -> bool | None:
+    return None if interval is None else bool(interval[0] <= actual <= interval[1])
+
+
 def report_numbers(launch: dict) -> dict:
     """report.json: predicted against actual loss, planned against actual GPU-hours, and the measured MFU."""
     p, s = launch["prediction"], launch["summary"]
@@ -88,6 +92,11 @@ def report_numbers(launch: dict) -> dict:
         "actual_train_loss": s["final_train_loss"],
         "relative_error": (predicted - actual) / actual if ok else None,
         "within_interval": bool(interval[0] <= actual <= interval[1]) if ok and interval else None,
+        # Older prediction files (registered before prediction intervals) have none: null.
+        "prediction_interval": p.get("prediction_interval"),
+        "within_prediction_interval": _within(actual, p.get("prediction_interval")) if ok else None,
+        "extrapolation": p.get("extrapolation"),
+        "prediction_warnings": p.get("warnings", []),
         "prediction_registered_utc": p["created_utc"],
         "law_sha256": p["law"]["sha256"],
         "law_unchanged_since_prediction": launch["law_unchanged"],
@@ -238,6 +247,21 @@ def _fmt(x, spec: str = ".4f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def _interval(lo_hi) -> str:
+    return "none (law without backtest calibration, or unbounded)" if lo_hi is None else (
+        f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]")
+
+
+def _yes(flag) -> str:
+    return {True: "yes", False: "no", None: "n/a"}[flag]
+
+
+def _multiples(where) -> str:
+    if where is None:
+        return "n/a"
+    return f"{where['params_multiple']:.3g}x, {where['tokens_multiple']:.3g}x, {where['flops_multiple']:.3g}x"
+
+
 def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
     lo_hi = nums["predicted_interval"]
     interval = "none (law without bootstrap)" if lo_hi is None else format_interval(*lo_hi, ".4f")
@@ -260,6 +284,10 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         f"| actual final validation loss | {_fmt(nums['actual_loss'])} |",
         f"| relative error (predicted - actual) / actual | {rel} |",
         f"| inside the interval | {within} |",
+        f"| {100 * nums['ci_level']:.0f}% prediction interval (noise and extrapolation error, from the "
+        f"fit's backtests) | {_interval(nums.get('prediction_interval'))} |",
+        f"| inside the prediction interval | {_yes(nums.get('within_prediction_interval'))} |",
+        f"| beyond the fitted runs (N, D, C multiples) | {_multiples(nums.get('extrapolation'))} |",
         f"| planned GPU-hours (MFU {nums['planned_mfu']:.2f} assumed) | {nums['planned_gpu_hours']:.4g} |",
         f"| re-planned with the measured throughput (MFU {_fmt(nums['fed_back_mfu'], '.3f')} as the planner "
         "counts) | "
@@ -268,6 +296,8 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         f"| device | {nums['device']} |",
         "",
     ]
+    lines.extend([f"Warning (registered with the prediction): {w}" for w in nums.get("prediction_warnings", [])]
+                 + ([""] if nums.get("prediction_warnings") else []))
     captions = {
         "extrapolation": "Sweep runs (coloured by N), the fitted law's iso-N curves and compute-optimal "
         "frontier, extrapolated to the final run (star: prediction with its interval; ring: actual).",

@@ -116,6 +116,16 @@ def test_loop_writes_report_with_finite_numbers(launched):
     lo, hi = report["predicted_interval"]
     assert lo <= report["predicted_loss"] <= hi
     assert report["within_interval"] == (lo <= report["actual_loss"] <= hi)
+    # The prediction interval (from the law's backtests) and the multiples beyond the fitted runs travel
+    # from prediction.json into the report; the test grid's 6 runs are too few to backtest: unbounded, said.
+    pred = json.loads((out / "prediction.json").read_text())
+    assert pred["extrapolation"]["params_multiple"] > 1 and report["extrapolation"] == pred["extrapolation"]
+    assert report["prediction_interval"] == pred["prediction_interval"]
+    if pred["prediction_interval"] is None:
+        assert "unbounded" in pred["prediction"]["reason"] and report["within_prediction_interval"] is None
+    else:
+        plo, phi = pred["prediction_interval"]
+        assert report["within_prediction_interval"] == (plo <= report["actual_loss"] <= phi)
     assert report["relative_error"] == pytest.approx(
         (report["predicted_loss"] - report["actual_loss"]) / report["actual_loss"])
     # The measured throughput, fed back in the planner's FLOPs convention, re-plans this very run to its
@@ -123,6 +133,7 @@ def test_loop_writes_report_with_finite_numbers(launched):
     assert report["fed_back_mfu"] == pytest.approx(report["measured_mfu"] * report["planner_per_trainer_flops"])
     assert 0.3 * report["actual_gpu_hours"] < report["replanned_gpu_hours"] <= 1.05 * report["actual_gpu_hours"]
     md = (out / "report.md").read_text()
+    assert "prediction interval" in md and "beyond the fitted runs (N, D, C multiples)" in md
     for png in ("extrapolation", "parity", "loss_curve", "gpu_hours"):
         assert (out / "plots" / f"{png}.png").stat().st_size > 10_000
         assert f"plots/{png}.png" in md

@@ -29,6 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from scaling.fit.predictive import prediction_record
     from scaling.planner import resolve_law
     from scaling.units import parse_size
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         "ci_level": law.ci_level if ci else None,
         "param_convention": law.param_convention,
         "form": law.form,
-        **prediction_json(law, n, d),
+        **prediction_record(law, n, d),
     }
     if args.json:
         print(dumps_json(out))
@@ -55,21 +56,6 @@ def run(args: argparse.Namespace) -> int:
     print(text + f"   ({law.form} law, N = {law.param_convention} params)")
     print("\n".join(prediction_lines(out)))
     return 0
-
-
-def prediction_json(law, n: float, d: float) -> dict:
-    """prediction_interval (null when unbounded or uncalibrated), its details, the multiples beyond the fitted
-    runs and the extrapolation warning: the keys predict --json carries beside ci."""
-    from scaling.fit.predictive import extrapolation_warning
-
-    pi = law.prediction_interval(n, d)
-    if pi is None:
-        why = "no backtest calibration in this law (a published law, or fitted before; refit with scaling fit --out)"
-        return {"prediction_interval": None, "prediction": {"reason": why}, "extrapolation": None, "warnings": []}
-    warning = extrapolation_warning(pi, law.calibration)
-    details = pi.to_json()
-    return {"prediction_interval": details.pop("interval"), "prediction": details,
-            "extrapolation": details.pop("extrapolation"), "warnings": [warning] if warning else []}
 
 
 def prediction_lines(out: dict) -> list[str]:

@@ -483,3 +483,17 @@ def extrapolation_warning(pi: PredictionInterval, calibration: Calibration) -> s
         return (f"the target is {where}, beyond the backtests' reach ({reach:.3g}x): the prediction interval "
                 "extrapolates the measured error growth and may be too narrow")
     return None
+
+
+def prediction_record(law, params: float, tokens: float) -> dict:
+    """prediction_interval (null when unbounded or uncalibrated), its details, the multiples beyond the fitted
+    runs and the extrapolation warning, for a FittedLaw: the keys `predict --json` carries beside ci and
+    launch's prediction.json beside predicted_interval."""
+    pi = law.prediction_interval(params, tokens)
+    if pi is None:
+        why = "no backtest calibration in this law (a published law, or fitted before; refit with scaling fit --out)"
+        return {"prediction_interval": None, "prediction": {"reason": why}, "extrapolation": None, "warnings": []}
+    warning = extrapolation_warning(pi, law.calibration)
+    details = pi.to_json()
+    return {"prediction_interval": details.pop("interval"), "prediction": details,
+            "extrapolation": details.pop("extrapolation"), "warnings": [warning] if warning else []}

@@ -62,6 +62,8 @@ def new_prediction(law: FittedLaw, law_path: Path, record: dict, spec: RunSpec, 
 
     `sizes` holds the run's law_params and tokens (what is predicted) and the requested ones.
     """
+    from scaling.fit.predictive import prediction_record
+
     point, interval = law.predict_loss(sizes["law_params"], sizes["tokens"])
     return {
         "schema": PREDICTION_SCHEMA,
@@ -69,6 +71,7 @@ def new_prediction(law: FittedLaw, law_path: Path, record: dict, spec: RunSpec, 
         "predicted_loss": point,
         "predicted_interval": interval,
         "ci_level": law.ci_level,
+        **prediction_record(law, sizes["law_params"], sizes["tokens"]),
         "law": {"path": str(Path(law_path).resolve()), "sha256": record["law_sha256"], "form": law.form,
                 "param_convention": law.param_convention, "params": law.law.to_dict(),
                 "n_bootstrap": law.n_bootstrap, "sweep_table": law.rows.get("source")},
