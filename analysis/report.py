@@ -97,6 +97,7 @@ def report_numbers(launch: dict) -> dict:
         "within_prediction_interval": _within(actual, p.get("prediction_interval")) if ok else None,
         "extrapolation": p.get("extrapolation"),
         "prediction_warnings": p.get("warnings", []),
+        **_training_numbers(p.get("training")),
         "prediction_registered_utc": p["created_utc"],
         "law_sha256": p["law"]["sha256"],
         "law_unchanged_since_prediction": launch["law_unchanged"],
@@ -118,6 +119,20 @@ def report_numbers(launch: dict) -> dict:
         "cost_usd_planned": plan["cost_usd"],
         "co2_kg_planned": plan["co2_kg"],
     }
+
+
+def _training_numbers(training: dict | None) -> dict:
+    """The final run's LR rule and whether it was trained like the law's runs (null: not known, a prediction
+    registered before launches recorded it, or a law that records no training rules)."""
+    from sweeps.grid import describe_difference
+    from sweeps.hparams import describe_lr_rule
+
+    if not training:
+        return {"lr_rule": None, "trained_like_sweep": None, "training_differences": []}
+    return {"lr_rule": describe_lr_rule(training["final_run"]["lr_rule"]),
+            "trained_like_sweep": training["trained_like_sweep"],
+            "training_differences": [describe_difference(d) for d in training["differences"]]
+            + list(training.get("notes", []))}
 
 
 # ----------------------------------------------------------------------------- the plots
@@ -294,8 +309,13 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         f"{_fmt(nums['replanned_gpu_hours'], '.4g')} |",
         f"| actual GPU-hours (time in training steps) | {nums['actual_gpu_hours']:.4g} |",
         f"| device | {nums['device']} |",
+        f"| learning-rate rule of the final run | {nums.get('lr_rule') or 'n/a'} |",
+        f"| trained like the law's runs (LR, batch and warmup rules, ctx, data, settings) | "
+        f"{_yes(nums.get('trained_like_sweep'))} |",
         "",
     ]
+    lines.extend([f"Trained otherwise than the law's runs: {d}" for d in nums.get("training_differences", [])]
+                 + ([""] if nums.get("training_differences") else []))
     lines.extend([f"Warning (registered with the prediction): {w}" for w in nums.get("prediction_warnings", [])]
                  + ([""] if nums.get("prediction_warnings") else []))
     captions = {

@@ -26,7 +26,8 @@ LAW_SCHEMA = "scaling-law/1"
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 LOSS_LAW_FORMS = ("chinchilla", "vpnls")  # the fit forms whose result is an L(N, D) law (scaling.fit.estimators)
 LAW_FILE_KEYS = ("schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options", "rows",
-                 "bootstrap_params", "objective", "n_points", "warnings", "at_flops", "prediction_calibration")
+                 "bootstrap_params", "objective", "n_points", "warnings", "at_flops", "prediction_calibration",
+                 "sweep_training")
 
 
 def percentile_interval(samples, level: float) -> list:
@@ -192,6 +193,9 @@ class FittedLaw:
     rows: dict = field(default_factory=dict)  # which rows were fitted: RunTable.rows_record()
     extra: dict = field(default_factory=dict)  # law-file keys this version does not know, kept when re-saved
     calibration: Calibration | None = None  # the backtests' prediction-interval model (scaling.fit.predictive)
+    # How the fitted runs were trained (LR, batch and warmup rules, ctx, data), as their sweep recorded it in
+    # sweep.json (sweeps.grid.training_record): what a launch trains its final run by. None: not from a sweep.
+    sweep_training: dict | None = None
 
     def __post_init__(self):
         if self.bootstrap is not None:  # rows given as lists (a hand-written law); none at all is None
@@ -306,6 +310,8 @@ class FittedLaw:
             out["prediction_calibration"] = self.calibration.to_json()
         if self.details.get("at_flops"):
             out["at_flops"] = self.details["at_flops"]
+        if self.sweep_training is not None:
+            out["sweep_training"] = self.sweep_training
         return {**out, **self.extra}
 
     def save(self, path: str | Path) -> None:
@@ -335,6 +341,10 @@ class FittedLaw:
             raise UserError(f"law file {path}: rows must be an object (source: a path, excluded: reason -> count), "
                             f"got {json.dumps(rows)[:60]}")
         objective, n_points = raw.get("objective"), raw.get("n_points", rows.get("n"))
+        training = raw.get("sweep_training")
+        if training is not None and not (isinstance(training, dict) and isinstance(training.get("lr_rule"), dict)):
+            raise UserError(f"law file {path}: sweep_training must be an object with an lr_rule object, got "
+                            f"{json.dumps(training)[:60]}")
         return cls(
             form=form,
             params=values,
@@ -352,6 +362,7 @@ class FittedLaw:
             rows=rows,
             extra={k: v for k, v in raw.items() if k not in LAW_FILE_KEYS},
             calibration=_read_calibration(raw, path),
+            sweep_training=training,
         )
 
     def with_finite_bootstrap(self) -> FittedLaw:

@@ -252,6 +252,39 @@ def grid_from_dict(d: dict, where: str) -> Grid:
         raise UserError(f"{where}: not a recorded grid ({e})") from None
 
 
+def training_record(grid: Grid, vocab_size: int, data_hash: str, lr_law: hparams.LRLaw | None) -> dict:
+    """Every setting that changes a run's loss, as a sweep records it for its runs (sweep.json, then the law
+    file) and a launch for its final run: the learning-rate, batch and warmup rules (a grid's fixed value
+    where it sets one), ctx, the data's vocabulary and identity, and the grid's other trainer settings."""
+    train = dict(grid.train)
+    lr_rule = {"rule": "grid", "lr": train.pop("lr")} if "lr" in train else hparams.lr_rule_record(lr_law)
+    batch = train.pop("batch_size", None)
+    warmup = train.pop("warmup", None)
+    return {"lr_rule": lr_rule,
+            "batch_rule": hparams.BATCH_RULE if batch is None else f"grid: batch_size = {batch}",
+            "warmup_rule": hparams.WARMUP_RULE if warmup is None else f"grid: warmup = {warmup}",
+            "ctx": grid.ctx, "seed": grid.seed, "vocab_size": vocab_size, "data_hash": data_hash, "train": train}
+
+
+def training_differences(sweep: dict, final: dict) -> list[dict]:
+    """Where a final run's training record differs from its sweep's: [{setting, sweep, final_run}]."""
+    def same(k: str) -> bool:
+        if k == "lr_rule":  # one LR law is one file's bytes, wherever the file lies
+            return hparams.lr_rule_key(sweep.get(k)) == hparams.lr_rule_key(final.get(k))
+        return sweep.get(k) == final.get(k)
+
+    return [{"setting": k, "sweep": sweep.get(k), "final_run": final.get(k)}
+            for k in sorted(sweep.keys() | final.keys()) if not same(k)]
+
+
+def describe_difference(d: dict) -> str:
+    """One difference of training_differences, as the launch's plan and its report say it."""
+    if d["setting"] == "lr_rule":
+        return (f"learning-rate rule: sweep {hparams.describe_lr_rule(d['sweep'])}, final run "
+                f"{hparams.describe_lr_rule(d['final_run'])}")
+    return f"{d['setting']}: sweep {d['sweep']!r}, final run {d['final_run']!r}"
+
+
 # ----------------------------------------------------------------------------- grid -> runs
 
 

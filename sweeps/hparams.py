@@ -11,6 +11,7 @@ Batch size and warmup follow two findings about small runs:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -23,6 +24,11 @@ LR_FLOOR = 1e-4
 MIN_STEPS = 64
 WARMUP_MAX_FRACTION = 0.1
 LR_LAW_SCHEMA = "lr-law/1"
+# The rules by name, as sweep.json and law.json record them: a final run is trained by the rule its sweep's
+# runs were, and a rule that changes gets a new name.
+DEFAULT_LR_RULE = "kaplan2020-eq-D1"
+BATCH_RULE = "deepseek2024-eq1, power of two sequences, >= 64 steps"
+WARMUP_RULE = "porian2024: about N tokens, <= 10% of the run"
 
 
 def default_lr(non_embedding_params: float) -> float:
@@ -71,6 +77,7 @@ class LRLaw:
     tuned: dict[int, float]  # non-embedding params -> best LR found by `scaling tune`
     source: str = ""
     path: str = ""  # the file it was read from, for errors
+    sha256: str | None = None  # of the file it was read from: what sweep.json, law.json and launch compare
 
     def lr(self, non_embedding_params: int) -> tuple[float, str]:
         """The LR for a size and where it came from: 'tuned' for a tuned size, else 'lr-law'.
@@ -134,6 +141,53 @@ def load_lr_law(path: str | Path) -> LRLaw:
     bad = lr_law_problems(raw)
     if bad:
         raise UserError(f"LR law file {path}: {'; '.join(bad)}")
+    return _law_of(raw, str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def _law_of(raw: dict, path: str, sha256: str | None) -> LRLaw:
     return LRLaw(coef=float(raw["coef"]), exponent=float(raw["exponent"]),
                  tuned={int(k): float(v) for k, v in raw.get("tuned", {}).items()},
-                 source=str(raw.get("source", "")), path=str(path))
+                 source=str(raw.get("source", "")), path=path, sha256=sha256)
+
+
+def lr_rule_record(lr_law: LRLaw | None) -> dict:
+    """The learning-rate rule as sweep.json records it: the default rule by name, or the tuned LR law with
+    its file's sha256 and its values (so a launch can train by it when the file has moved)."""
+    if lr_law is None:
+        return {"rule": "default", "name": DEFAULT_LR_RULE}
+    return {"rule": "lr-law", "sha256": lr_law.sha256, "path": lr_law.path, "law": lr_law.to_dict()}
+
+
+def lr_rule_key(record: dict | None) -> tuple:
+    """What identifies a recorded rule: the LR law's sha256, the grid's rate, or the default rule's name."""
+    if not isinstance(record, dict):
+        return (None,)
+    field_ = {"lr-law": "sha256", "grid": "lr"}.get(record.get("rule"), "name")
+    return record.get("rule"), record.get(field_)
+
+
+def describe_lr_rule(record: dict | None) -> str:
+    """One phrase for a recorded rule: 'default rule kaplan2020-eq-D1', 'LR law runs/tune/lr_law.json
+    (sha256 1a2b3c4d5e6f)', 'grid lr 0.001'."""
+    if not record:
+        return "not recorded"
+    if record.get("rule") == "lr-law":
+        return f"LR law {record.get('path') or '(in memory)'} (sha256 {str(record.get('sha256'))[:12]})"
+    if record.get("rule") == "grid":
+        return f"the grid's fixed lr {record.get('lr')}"
+    return f"default rule {record.get('name')}"
+
+
+def lr_law_from_record(record: dict, where: str) -> LRLaw | None:
+    """The LR law a recorded rule names (None for the default rule): its file when it is still there with the
+    recorded sha256, else the values recorded with it, each checked as a file's are."""
+    if record.get("rule") != "lr-law":
+        return None
+    path = Path(str(record.get("path") or ""))
+    if record.get("path") and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == record.get("sha256"):
+        return load_lr_law(path)
+    raw = record.get("law")
+    bad = ["law is not an object"] if not isinstance(raw, dict) else lr_law_problems(raw)
+    if bad:
+        raise UserError(f"{where}: the recorded LR law: {'; '.join(bad)}")
+    return _law_of(raw, str(record.get("path") or ""), record.get("sha256"))

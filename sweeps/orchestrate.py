@@ -19,7 +19,7 @@ from sweeps.progress import SweepProgress
 from sweeps.provenance import data_hash
 from sweeps.runner import SETTINGS_NAME, check_run_tree
 from sweeps.slurm import SlurmExecutor, cluster_answers
-from sweeps.store import DB_NAME, FINAL, Store
+from sweeps.store import CSV_NAME, DB_NAME, FINAL, Store
 
 DEFAULT_LR_LAW = Path("runs/tune/lr_law.json")  # where `scaling tune` writes by default
 
@@ -76,6 +76,17 @@ def read_recorded(path: Path, hint: str) -> dict:
     return recorded
 
 
+def recorded_training(table_path: str | Path) -> dict | None:
+    """How a sweep's runs were trained (sweep.json's "training"), for the sweep table at `table_path`; None
+    for a table that is not a sweep's sweep.csv, or a sweep that recorded none (written before it did)."""
+    table_path = Path(table_path)
+    settings = table_path.parent / SETTINGS_NAME
+    if table_path.name != CSV_NAME or not settings.is_file():
+        return None
+    training = read_recorded(settings, "delete it, or fit a copy of sweep.csv elsewhere").get("training")
+    return training if isinstance(training, dict) else None
+
+
 def check_same_grid(grid: grids.Grid, out: Path) -> None:
     """Refuse to sweep into a directory that recorded another grid; the same grid again resumes it.
 
@@ -99,13 +110,15 @@ def check_same_grid(grid: grids.Grid, out: Path) -> None:
                         f"{', '.join(differ)}); use another --out, or that grid to resume it")
 
 
-def plan_runs(grid: grids.Grid, opts: SweepOptions) -> tuple[list[grids.RunSpec], Path]:
+def plan_runs(grid: grids.Grid, opts: SweepOptions) -> tuple[list[grids.RunSpec], Path, dict]:
+    """The runs, the data dir, and the training record sweep.json keeps (grids.training_record)."""
     from gptcore.data import open_dataset
 
     data = prepared_data(opts.data, opts.out)
     ds = open_dataset(data)
-    specs = grids.resolve(grid, ds.vocab_size, data_hash(ds.meta), lr_law_for(opts.lr_law))
-    return specs, data
+    lr_law = lr_law_for(opts.lr_law)
+    specs = grids.resolve(grid, ds.vocab_size, data_hash(ds.meta), lr_law)
+    return specs, data, grids.training_record(grid, ds.vocab_size, data_hash(ds.meta), lr_law)
 
 
 def print_plan(grid: grids.Grid, specs, counts: dict, executor: str, layout: str, estimate_line: str) -> None:
@@ -132,7 +145,7 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     """Run a grid into opts.out; returns 0 when every run completed or diverged, 1 when some failed."""
     out = opts.out.resolve()
     check_same_grid(grid, out)
-    specs, data = plan_runs(grid, opts)
+    specs, data, training = plan_runs(grid, opts)
     executor = choose_executor(opts.executor)
     if opts.dry_run and not (out / DB_NAME).exists():  # a plan for a new sweep writes no store
         store, statuses = None, {}
@@ -143,7 +156,7 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
         statuses = {r["run_id"]: r["status"] for r in store.rows()}
     if not opts.dry_run:
         settings = {"grid": grid.name, "grid_spec": grids.grid_to_dict(grid), "data": str(data),
-                    "data_hash": specs[0].data_hash if specs else None}
+                    "data_hash": specs[0].data_hash if specs else None, "training": training}
         atomic_write_json(out / SETTINGS_NAME, settings)
     todo = [s for s in specs if statuses.get(s.run_id) not in ("completed", "diverged")]
     check_run_tree(out, [s.run_id for s in todo])

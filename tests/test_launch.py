@@ -128,6 +128,9 @@ def test_loop_writes_report_with_finite_numbers(launched):
         assert report["within_prediction_interval"] == (plo <= report["actual_loss"] <= phi)
     assert report["relative_error"] == pytest.approx(
         (report["predicted_loss"] - report["actual_loss"]) / report["actual_loss"])
+    # The demo's sweep and launch both name the tuned LR law: the final run is trained like the fitted runs.
+    assert report["trained_like_sweep"] is True and report["lr_rule"].startswith("LR law ")
+    assert pred["training"]["final_run"]["lr_rule"]["sha256"] == pred["training"]["sweep"]["lr_rule"]["sha256"]
     # The measured throughput, fed back in the planner's FLOPs convention, re-plans this very run to its
     # steady-state time: never more than the time actually spent in steps (which adds the slower first steps).
     assert report["fed_back_mfu"] == pytest.approx(report["measured_mfu"] * report["planner_per_trainer_flops"])

@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         at_flops=at_flops,
         options=options,
     )
+    result = _with_sweep_training(result, table)
     law = law_for_file(result) if args.out else None  # refuse before writing anything
     if args.out:
         check_law_destination(args.out)
@@ -138,6 +139,17 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         print(f"law file: {args.out}")
     return 0
+
+
+def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:
+    """The law with its sweep's training record (LR rule and the rest) copied from sweep.json, so a launch
+    trains its final run as the fitted runs were trained."""
+    from dataclasses import replace
+
+    from sweeps.orchestrate import recorded_training
+
+    training = recorded_training(table.source) if table.source else None
+    return result if training is None else replace(result, sweep_training=training)
 
 
 def _calibrated(result: FittedLaw, table, args, options: dict) -> tuple[FittedLaw, CoverageReport]:

@@ -35,8 +35,12 @@ def register(subparsers) -> None:
     what.add_argument("--tokens", metavar="D", help="training tokens (default: the law's optimum for N)")
     what.add_argument("--grid", help="the sweep's grid (preset or .toml), whose ctx, seed and training settings "
                       "the run shares (default: read from the law's sweep directory)")
-    what.add_argument("--lr-law", type=Path, help="tuned LR law from `scaling tune` (default: "
-                      "runs/tune/lr_law.json if it exists, else the sweeps' default rule)")
+    what.add_argument("--lr-law", type=Path, help="tuned LR law from `scaling tune`, or 'default' for the default "
+                      "rule (default: the rule the law's sweep recorded; for a law that records none, "
+                      "runs/tune/lr_law.json if it exists, else the default rule)")
+    what.add_argument("--allow-other-lr-rule", action="store_true",
+                      help="train by --lr-law even where it is not the rule the law's runs were trained by "
+                      "(recorded in prediction.json and the report)")
     what.add_argument("--data", type=Path, help="prepared data dir (default: the bundled corpus, prepared "
                       "into OUT/data); use the sweep's data")
     where = p.add_argument_group("where it trains")
@@ -72,7 +76,8 @@ def run(args) -> int:
         law=args.law, out=args.out, compute=parse_optional_size(args.compute, "--compute"),
         params=parse_optional_size(args.params, "--params"), tokens=parse_optional_size(args.tokens, "--tokens"),
         executor=args.executor, gpus=args.gpus, data=args.data,
-        grid=args.grid, lr_law=args.lr_law, gpu=args.gpu, price_per_gpu_hour=args.price_per_gpu_hour,
+        grid=args.grid, lr_law=args.lr_law, allow_other_lr_rule=args.allow_other_lr_rule, gpu=args.gpu,
+        price_per_gpu_hour=args.price_per_gpu_hour,
         confirm_above_usd=args.confirm_above, confirm_above_hours=args.confirm_above_hours, yes=args.yes,
         partition=args.partition, timeout_min=args.timeout_min, progress=not args.no_progress,
     )

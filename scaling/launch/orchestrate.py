@@ -36,7 +36,7 @@ def _check_request(req: LaunchRequest) -> None:
 def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
     """Resolve and print the plan, confirm, register the prediction. Returns (prediction, spec, data, new)."""
     from gptcore.data import open_dataset
-    from sweeps.orchestrate import lr_law_for, prepared_data
+    from sweeps.orchestrate import prepared_data
     from sweeps.provenance import data_hash
 
     _check_request(req)
@@ -56,7 +56,9 @@ def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
     ds = open_dataset(data)
     if req.compute is not None:
         d_req = sizing.tokens_for_budget(law, req.compute, n_req, ds.vocab_size, grid.ctx)
-    spec = sizing.final_spec(law, n_req, d_req, grid, ds.vocab_size, data_hash(ds.meta), lr_law_for(req.lr_law))
+    training = sizing.training_for(law, req.law, grid, ds.vocab_size, data_hash(ds.meta), req.lr_law,
+                                   req.allow_other_lr_rule)
+    spec = sizing.final_spec(law, n_req, d_req, grid, ds.vocab_size, data_hash(ds.meta), training.lr_law)
     if stored is not None:
         prediction.check_same_run(stored, spec, out)
     if req.executor == "torchrun" and spec.batch_size % req.gpus:
@@ -66,7 +68,7 @@ def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
     n, d = sizing.law_params(law, cfg), sizing.trained_tokens(spec)
     planned = make_plan(req, n, d, cfg, spec=spec)
     sizes = {"law_params": n, "tokens": d, "requested_params": n_req, "requested_tokens": d_req}
-    registered = stored or prediction.new_prediction(law, req.law, record, spec, sizes, data, planned)
+    registered = stored or prediction.new_prediction(law, req.law, record, spec, sizes, data, planned, training)
     for line in plan_lines(planned, spec, registered):
         print(line)
     if stored is not None:

@@ -112,9 +112,30 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
     return LaunchPlan(result, result.gpu)
 
 
+def _head_lines(spec: RunSpec, prediction: dict) -> list[str]:
+    """The run, its learning rate, batch and warmup, and whether it is trained like the law's runs."""
+    from sweeps.grid import describe_difference
+    from sweeps.hparams import describe_lr_rule
+
+    m = spec.model
+    training = prediction.get("training")  # absent in a prediction registered before launches recorded it
+    rule = "" if not training else f", by {describe_lr_rule(training['final_run']['lr_rule'])}"
+    lines = [f"final run {spec.run_id}: L{m['n_layer']} H{m['n_head']} d{m['d_model']} ctx {m['ctx']}, "
+             f"{format_size(spec.params)} params ({format_size(spec.non_embedding_params)} non-embedding), "
+             f"{format_size(prediction['run']['tokens'])} tokens",
+             f"  learning rate {spec.lr:.3g} ({spec.lr_source}{rule}), batch {spec.batch_size} x {m['ctx']} "
+             f"tokens, warmup {spec.warmup} steps"]
+    if training and training["trained_like_sweep"]:
+        lines.append("  trained like the law's runs (the same LR, batch and warmup rules, ctx, data and settings)")
+    for d in (training or {}).get("differences", []):
+        lines.append(f"  warning: not as the law's runs were trained: {describe_difference(d)}")
+    lines.extend(f"  warning: {n}" for n in (training or {}).get("notes", []))
+    return lines
+
+
 def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: dict) -> list[str]:
     """The launch's printed plan: the run, the planner's figures and the registered prediction."""
-    m, result = spec.model, planned.plan
+    result = planned.plan
     cost = "unknown (no price for this device: pass --price-per-gpu-hour)" if result.cost_usd is None \
         else f"${result.cost_usd:,.2f}"
     co2 = "unknown" if result.co2_kg is None else f"{result.co2_kg:.4g} kg"
@@ -122,11 +143,7 @@ def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: dict) -> list[str
     interval = "no interval (the law has no bootstrap fits)" if lo_hi is None else \
         f"{100 * prediction['ci_level']:.0f}% interval {format_interval(*lo_hi, '.4f')}"
     return [
-        f"final run {spec.run_id}: L{m['n_layer']} H{m['n_head']} d{m['d_model']} ctx {m['ctx']}, "
-        f"{format_size(spec.params)} params ({format_size(spec.non_embedding_params)} non-embedding), "
-        f"{format_size(prediction['run']['tokens'])} tokens",
-        f"  learning rate {spec.lr:.3g} ({spec.lr_source}), batch {spec.batch_size} x {m['ctx']} tokens, "
-        f"warmup {spec.warmup} steps",
+        *_head_lines(spec, prediction),
         f"  FLOPs (6ND)        {result.flops:.3e}",
         f"  device             {result.gpus} x {planned.device} ({result.precision}, "
         f"peak {result.peak_flops_per_s / 1e12:.3g} TFLOP/s, MFU {result.mfu:.2f} assumed)",

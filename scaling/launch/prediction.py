@@ -15,6 +15,7 @@ from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
 from scaling.launch.planning import LaunchPlan
 from scaling.launch.request import LaunchRequest
+from scaling.launch.sizing import DEFAULT_RULE_ARG, Training
 from scaling.law import FittedLaw, file_sha256
 from sweeps.grid import RunSpec
 
@@ -40,7 +41,14 @@ def request_record(req: LaunchRequest, law_sha256: str, data: Path) -> dict:
     """The arguments that decide the run and its prediction: a re-run must repeat them."""
     return {"law_sha256": law_sha256, "compute": req.compute, "params": req.params, "tokens": req.tokens,
             "executor": req.executor, "gpus": req.gpus, "data": str(data), "grid": req.grid,
-            "lr_law_sha256": file_sha256(req.lr_law) if req.lr_law else None}
+            "lr_law_sha256": _lr_law_sha256(req.lr_law)}
+
+
+def _lr_law_sha256(path: Path | None) -> str | None:
+    """--lr-law as the request records it: the file's sha256, "default" for the default rule, None unset."""
+    if path is None or str(path) == DEFAULT_RULE_ARG:
+        return None if path is None else DEFAULT_RULE_ARG
+    return file_sha256(path) if Path(path).is_file() else None  # a missing file is refused with the LR law
 
 
 def check_same_request(stored: dict, record: dict, out: Path) -> None:
@@ -57,7 +65,7 @@ def check_same_run(stored: dict, spec: RunSpec, out: Path) -> None:
 
 
 def new_prediction(law: FittedLaw, law_path: Path, record: dict, spec: RunSpec, sizes: dict, data: Path,
-                   planned: LaunchPlan) -> dict:
+                   planned: LaunchPlan, training: Training) -> dict:
     """The record to register: the law's predicted loss for the run's (N, D), and everything behind it.
 
     `sizes` holds the run's law_params and tokens (what is predicted) and the requested ones.
@@ -78,5 +86,6 @@ def new_prediction(law: FittedLaw, law_path: Path, record: dict, spec: RunSpec, 
         "request": record,
         "run": {**spec.to_dict(), **sizes},
         "data": {"path": str(data), "hash": spec.data_hash},
+        "training": training.to_json(),
         "plan": planned.to_json(),
     }

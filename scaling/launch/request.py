@@ -23,7 +23,8 @@ class LaunchRequest:
     gpus: int = 1  # torchrun: processes (GPUs, or CPU processes with gloo); slurm: GPUs for the job
     data: Path | None = None
     grid: str | None = None  # the sweep grid whose ctx, seed and [train] settings the run shares
-    lr_law: Path | None = None
+    lr_law: Path | None = None  # None: the rule the law's sweep recorded; Path("default"): the default rule
+    allow_other_lr_rule: bool = False  # train by --lr-law even where it is not the sweep's rule
     gpu: str | None = None  # the planner's device (default: what this machine trains on)
     price_per_gpu_hour: float | None = None
     confirm_above_usd: float = DEFAULT_CONFIRM_ABOVE_USD

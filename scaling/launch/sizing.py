@@ -7,6 +7,7 @@ the sweep's ctx, seed and [train] settings, so the final run differs from the sw
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from gptcore.config import GPTConfig, count_non_embedding_params
@@ -15,6 +16,7 @@ from scaling import planner_shape
 from scaling.law import FittedLaw
 from scaling.planner_shape import shape_for_law
 from sweeps import grid as grids
+from sweeps import hparams
 from sweeps.hparams import LRLaw
 from sweeps.runner import SETTINGS_NAME
 
@@ -50,6 +52,56 @@ def sweep_grid(law: FittedLaw, grid: str | None) -> grids.Grid:
     if name not in grids.preset_names():
         raise UserError(f"--grid: the law's sweep ran grid {name!r}, not a preset; give its grid file with --grid")
     return grids.load_grid(name)
+
+
+DEFAULT_RULE_ARG = "default"  # `--lr-law default`: the default rule, asked for by name
+
+
+@dataclass(frozen=True)
+class Training:
+    """How the final run is trained against how the law's runs were: the LR law it uses (None: the default
+    rule), both training records (sweeps.grid.training_record) and where they differ."""
+
+    lr_law: LRLaw | None
+    final_run: dict
+    sweep: dict | None  # None: the law records none (a table not from a sweep, or an older sweep)
+    differences: list[dict]
+    notes: list[str]
+
+    def to_json(self) -> dict:
+        """prediction.json's "training": what the report says about the final run's training."""
+        return {"final_run": self.final_run, "sweep": self.sweep, "differences": self.differences,
+                "trained_like_sweep": None if self.sweep is None else not self.differences, "notes": self.notes}
+
+
+def training_for(law: FittedLaw, law_path: Path, grid: grids.Grid, vocab_size: int, data_hash: str,
+                 requested: Path | None, allow_other_lr_rule: bool) -> Training:
+    """The final run's training: by the LR rule the law's sweep recorded unless --lr-law asks for another,
+    which is refused unless --allow-other-lr-rule (a run trained by another rule than the fitted runs is not
+    the run the law predicts)."""
+    from sweeps.orchestrate import lr_law_for
+
+    sweep = law.sweep_training
+    recorded = sweep.get("lr_rule") if sweep else None
+    notes = []
+    if requested is not None:
+        lr_law = None if str(requested) == DEFAULT_RULE_ARG else hparams.load_lr_law(requested)
+    elif recorded is not None:
+        lr_law = hparams.lr_law_from_record(recorded, f"law file {law_path}")
+    else:
+        lr_law = lr_law_for(None)
+        notes.append(f"the law records no training rules for its runs (not fitted from a sweep directory that "
+                     f"records them): trained by {hparams.describe_lr_rule(hparams.lr_rule_record(lr_law))}, "
+                     "which may not be the rule the fitted runs were trained by")
+    final_run = grids.training_record(grid, vocab_size, data_hash, lr_law)
+    differences = [] if sweep is None else grids.training_differences(sweep, final_run)
+    if any(d["setting"] == "lr_rule" for d in differences) and not allow_other_lr_rule:
+        raise UserError(f"--lr-law: the final run would be trained by "
+                        f"{hparams.describe_lr_rule(final_run['lr_rule'])}, but the law's runs were trained by "
+                        f"{hparams.describe_lr_rule(recorded)}; drop --lr-law (and --grid) to train by the sweep's "
+                        "rule, or pass --allow-other-lr-rule to train by this one (recorded in prediction.json "
+                        "and the report)")
+    return Training(lr_law, final_run, sweep, differences, notes)
 
 
 def shape_for(law: FittedLaw, params: float, vocab_size: int, ctx: int) -> GPTConfig:
