@@ -19,7 +19,7 @@ import seaborn as sns
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from gptcore.fileio import atomic_write_bytes
 from scaling.fit.data import RunTable
@@ -29,6 +29,27 @@ from scaling.law import FittedLaw
 PALETTE = "viridis"
 REFERENCE_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive")
 EXTRAPOLATE = 100.0  # the frontier plot runs this far beyond the largest budget
+LOSS_LABEL = "loss (nats/token)"
+
+
+def readable_log_axes(ax) -> None:
+    """Tick labels on every log axis of `ax`, the short ones included, for its current limits: matplotlib
+    labels only powers of ten, so an axis within one decade (a learning-rate range, a loss axis) had none.
+    Under a decade the ticks are evenly spaced (a log axis that short is nearly linear); up to three decades
+    1-2-5 in each; wider, the powers of ten. Call it after the limits are final."""
+    short = FuncFormatter(lambda v, _: f"{v:.3g}")
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() != "log" or not (0 < lo < hi):
+            continue
+        decades = np.log10(hi / lo)
+        if decades < 1:
+            axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+        elif decades <= 3:
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        else:
+            continue  # the default: a labelled power of ten each decade
+        axis.set_major_formatter(short)
+        axis.set_minor_formatter(NullFormatter())
 
 
 def _size_norm(table: RunTable) -> LogNorm:
@@ -54,8 +75,30 @@ def _failed_points(table: RunTable) -> pd.DataFrame:
         pd.to_numeric(f["loss"], errors="coerce") if "loss" in f.columns else pd.Series(np.nan, index=f.index)
     )
     top = float(table.loss.max()) * 1.05
-    out = pd.DataFrame({"flops": c, "params": n, "loss": loss.where(np.isfinite(loss), top)})
+    out = pd.DataFrame({"flops": c, "params": n, "loss": loss.where(np.isfinite(loss), top),
+                        "why": [_why(f, i) for i in f.index]})
     return out[(out.flops > 0) & (out.params > 0)]
+
+
+def _why(failed: pd.DataFrame, i) -> str:
+    """A left-out row's reason as a legend reads it: its status, and its reason when short."""
+    status = str(failed.at[i, "status"]).strip() if "status" in failed.columns else "left out"
+    reason = failed.at[i, "reason"] if "reason" in failed.columns else None
+    if isinstance(reason, str) and reason.strip():
+        reason = reason.strip().splitlines()[0]
+        return f"{status}: {reason if len(reason) <= 60 else reason[:57] + '...'}"
+    return status
+
+
+def _draw_failed(ax, table: RunTable, x: str, y: str = "loss") -> None:
+    """The left-out rows as crosses, one legend entry per reason."""
+    failed = _failed_points(table)
+    if not len(failed) or x not in failed:
+        return
+    colors = ["crimson", "darkorange", "purple", "saddlebrown"]
+    for i, (why, group) in enumerate(failed.groupby("why", sort=True)):
+        ax.scatter(group[x], group[y], marker="x", color=colors[i % len(colors)], s=40,
+                   label=f"left out: {why} ({len(group)})")
 
 
 def _scatter(ax, table: RunTable, x: str, y: str = "loss") -> None:
@@ -71,17 +114,9 @@ def _scatter(ax, table: RunTable, x: str, y: str = "loss") -> None:
         edgecolor="k",
         linewidth=0.3,
         legend=False,
+        label="runs (colour: N)",
     )
-    failed = _failed_points(table)
-    if len(failed) and x in failed:
-        ax.scatter(
-            failed[x],
-            failed[y],
-            marker="x",
-            color="crimson",
-            s=40,
-            label=f"left out: failed/diverged ({len(failed)})",
-        )
+    _draw_failed(ax, table, x, y)
     _colorbar(ax, table)
 
 
@@ -96,12 +131,15 @@ def plot_loss_vs_compute(result: FittedLaw, table: RunTable, ax) -> None:
     c = np.geomspace(table.flops.min() / 2, table.flops.max() * 2, 200)
     if result.law is not None:
         cmap, norm = matplotlib.colormaps[PALETTE], _size_norm(table)
+        drawn = False
         for n in _some(np.unique(table.params), 8):
             # D from C at this size's own FLOPs per token, as its points were counted: the trainer's count
             # exceeds 6N by the attention term, or falls below it for embedding-heavy shapes.
             m = table.params == n
             flops_per_token = float(np.median(table.flops[m] / table.tokens[m]))
-            ax.plot(c, result.law.loss(n, c / flops_per_token), color=cmap(norm(n)), lw=1, alpha=0.8)
+            ax.plot(c, result.law.loss(n, c / flops_per_token), color=cmap(norm(n)), lw=1, alpha=0.8,
+                    label="_nolegend_" if drawn else "the law at each N (colour)")
+            drawn = True
         n_opt, d_opt = result.law.compute_optimal(c)
         ax.plot(c, result.law.loss(n_opt, d_opt), color="k", lw=2, ls="--", label="compute-optimal frontier (C = 6ND)")
     elif result.form == "kaplan":
@@ -113,11 +151,10 @@ def plot_loss_vs_compute(result: FittedLaw, table: RunTable, ax) -> None:
         xscale="log",
         yscale="log",
         xlabel="compute C (FLOPs)",
-        ylabel="loss",
+        ylabel=LOSS_LABEL,
         title=f"Loss against compute ({result.form})",
     )
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    readable_log_axes(ax)
     ax.legend(loc="upper right", fontsize=8)
 
 
@@ -158,16 +195,19 @@ def plot_isoflop(result: FittedLaw, table: RunTable, ax) -> None:
     budgets = isoflop_budgets(result, table)
     cmap = matplotlib.colormaps["magma"]
     norm = LogNorm(min(b["flops"] for b in budgets), max(b["flops"] for b in budgets) * 1.01)
+    drawn = {"runs (colour: budget)": False, "fitted parabola": False, "refused parabola": False,
+             "minimum": False}
     for b in budgets:
         color = cmap(0.85 * norm(b["flops"]))
         n, loss = table.params[b["mask"]], table.loss[b["mask"]]
-        ax.scatter(n, loss, color=color, s=22, edgecolor="k", linewidth=0.3)
+        ax.scatter(n, loss, color=color, s=22, edgecolor="k", linewidth=0.3,
+                   label=_first(drawn, "runs (colour: budget)"))
         if b["coef"] is not None and len(np.unique(n)) >= 3:
             x = np.linspace(np.log(n.min()), np.log(n.max()), 100)
-            ax.plot(
-                np.exp(x), np.polyval(b["coef"], x), color=color, lw=1.2, ls="-" if not b["refused"] else ":"
-            )
-        if b["N_opt"] is not None:
+            kind = "refused parabola" if b["refused"] else "fitted parabola"
+            ax.plot(np.exp(x), np.polyval(b["coef"], x), color=color, lw=1.2, ls=":" if b["refused"] else "-",
+                    label=_first(drawn, kind))
+        if b["N_opt"] is not None and b["coef"] is not None:
             ax.scatter(
                 [b["N_opt"]],
                 [np.polyval(b["coef"], np.log(b["N_opt"]))],
@@ -176,26 +216,24 @@ def plot_isoflop(result: FittedLaw, table: RunTable, ax) -> None:
                 color=color,
                 edgecolor="k",
                 zorder=5,
+                label=_first(drawn, "minimum"),
             )
-    failed = _failed_points(table)
-    if len(failed):
-        ax.scatter(
-            failed["params"],
-            failed["loss"],
-            marker="x",
-            color="crimson",
-            s=40,
-            label="left out: failed/diverged",
-        )
-        ax.legend(fontsize=8)
+    _draw_failed(ax, table, "params")
     sm = ScalarMappable(norm=norm, cmap=cmap)
     ax.figure.colorbar(sm, ax=ax, label="compute budget (FLOPs)")
-    ax.set(
-        xscale="log",
-        xlabel=f"N ({table.param_convention} params)",
-        ylabel="loss",
-        title="IsoFLOP curves (stars: minima; dotted: refused)",
-    )
+    ax.set(xscale="log", xlabel=f"N ({table.param_convention} params)", ylabel=LOSS_LABEL,
+           title="IsoFLOP curves: loss against N at each compute budget")
+    readable_log_axes(ax)
+    ax.legend(fontsize=8)
+
+
+def _first(drawn: dict, name: str) -> str:
+    """`name` the first time an artist of that kind is drawn (one legend entry each), then matplotlib's
+    no-legend label."""
+    if drawn[name]:
+        return "_nolegend_"
+    drawn[name] = True
+    return name
 
 
 def plot_frontier(result: FittedLaw, table: RunTable, ax) -> None:
@@ -203,20 +241,27 @@ def plot_frontier(result: FittedLaw, table: RunTable, ax) -> None:
     c_lo, c_hi = table.flops.min(), table.flops.max()
     c_fit = np.geomspace(c_lo, c_hi, 100)
     c_ext = np.geomspace(c_hi, c_hi * EXTRAPOLATE, 100)
+    c_all = np.concatenate([c_fit, c_ext])
+    n_all = np.asarray(result.compute_optimal(c_all)[0])
+    # A degenerate fit (an exponent of the wrong sign) has no frontier: a complex power, or no finite size.
+    if np.iscomplexobj(n_all) or not (np.isfinite(n_all) & (n_all > 0)).all():
+        ax.text(0.5, 0.5, "no compute-optimal frontier to draw:\nthe fitted exponents give no finite positive "
+                "N_opt", ha="center", va="center", transform=ax.transAxes)
+        ax.set(xlabel="compute C (FLOPs)", ylabel="N_opt (params)", xticks=[], yticks=[],
+               title=f"Compute-optimal model size ({result.form})")
+        return
     ax.plot(c_fit, result.compute_optimal(c_fit)[0], color="k", lw=2, label=f"fit: N_opt ∝ C^{result.a:.3f}")
     ax.plot(c_ext, result.compute_optimal(c_ext)[0], color="k", lw=2, ls="--", label="extrapolation")
-    c_all = np.concatenate([c_fit, c_ext])
     boot = result.bootstrap_frontiers(c_all)
     if boot is not None:
-        lo, hi = result.interval(boot[0])
-        ax.fill_between(
-            c_all,
-            lo,
-            hi,
-            color="tab:blue",
-            alpha=0.25,
-            label=f"{100 * result.ci_level:.0f}% bootstrap interval",
-        )
+        lo, hi = (np.asarray(v, dtype=float) for v in result.interval(boot[0]))
+        # An unbounded side draws nothing, and a band within 0.1% of the line is hidden under it: neither gets
+        # a legend entry for a band that is not there.
+        shown = np.isfinite(lo) & np.isfinite(hi) & (lo > 0) & (hi > 1.001 * lo)
+        if shown.any():
+            whole = "" if shown.all() else " (where bounded)"
+            ax.fill_between(c_all, lo, hi, where=shown, color="tab:blue", alpha=0.25,
+                            label=f"{100 * result.ci_level:.0f}% bootstrap interval{whole}")
     if result.form == "isoflop":
         pts = [(b["flops"], b["N_opt"]) for b in result.details["budgets"]]
         ax.scatter(
@@ -239,13 +284,14 @@ def plot_frontier(result: FittedLaw, table: RunTable, ax) -> None:
         ylabel="N_opt (params)",
         title=f"Compute-optimal model size ({result.form})",
     )
+    readable_log_axes(ax)
     ax.legend(fontsize=8)
 
 
 def _scatter_by_size(df, x: str, y: str, table: RunTable, ax) -> None:
     """Points coloured by model size on the shared size scale, with its colour bar."""
     sns.scatterplot(data=df, x=x, y=y, hue="params", hue_norm=_size_norm(table), palette=PALETTE, ax=ax,
-                    s=28, edgecolor="k", linewidth=0.3, legend=False)
+                    s=28, edgecolor="k", linewidth=0.3, legend=False, label="runs (colour: N)")
     _colorbar(ax, table)
 
 
@@ -253,22 +299,25 @@ def plot_residuals(result: FittedLaw, table: RunTable, ax) -> None:
     """Predicted minus actual loss against compute, coloured by N."""
     df = _points(table).assign(residual=result.law.loss(table.params, table.tokens) - table.loss)
     _scatter_by_size(df, "flops", "residual", table, ax)
-    ax.axhline(0, color="k", lw=1)
+    ax.axhline(0, color="k", lw=1, label="zero: the law meets the run")
     ax.set(
         xscale="log",
         xlabel="compute C (FLOPs)",
-        ylabel="predicted − actual loss",
+        ylabel="predicted − actual loss (nats/token)",
         title=f"Residuals (RMSE {np.sqrt(np.mean(df.residual**2)):.4f})",
     )
+    readable_log_axes(ax)
+    ax.legend(fontsize=8)
 
 
 def plot_parity(result: FittedLaw, table: RunTable, ax) -> None:
     """Predicted against actual loss; the diagonal is a perfect fit."""
     df = _points(table).assign(predicted=result.law.loss(table.params, table.tokens))
     _scatter_by_size(df, "loss", "predicted", table, ax)
-    lo, hi = min(df.loss.min(), df.predicted.min()), max(df.loss.max(), df.predicted.max())
-    ax.plot([lo, hi], [lo, hi], color="k", lw=1, ls="--")
-    ax.set(xlabel="actual loss", ylabel="predicted loss", title="Parity")
+    lo = min(df.loss.min(), df.predicted.min())
+    ax.axline((lo, lo), slope=1, color="k", lw=1, ls="--", label="y = x: predicted equals actual")
+    ax.set(xlabel="actual loss (nats/token)", ylabel="predicted loss (nats/token)", title="Parity")
+    ax.legend(fontsize=8)
 
 
 @dataclass(frozen=True)

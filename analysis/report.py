@@ -18,6 +18,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from analysis.plots import LOSS_LABEL, readable_log_axes
 from analysis.prediction import PREDICTION_NAME
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -149,7 +150,11 @@ def sweep_table(launch: dict):
 
 
 def _final_point(ax, x: float, y: float, yerr: list[float] | None, label: str) -> None:
-    err = None if yerr is None else [[y - yerr[0]], [yerr[1] - y]]
+    err = None
+    if yerr is not None:  # an unbounded side (a law file's null) gets no bar, and the label says so
+        lo, hi = (v if v is not None and math.isfinite(v) else None for v in yerr)
+        err = [[0.0 if lo is None else y - lo], [0.0 if hi is None else hi - y]]
+        label += "".join(f"; {side} bound unbounded" for side, v in (("lower", lo), ("upper", hi)) if v is None)
     ax.errorbar([x], [y], yerr=err, fmt="*", ms=16, color=FINAL_COLOR, mec="k", mew=0.6, capsize=5,
                 zorder=6, label=label)
 
@@ -173,6 +178,7 @@ def plot_extrapolation(launch: dict, nums: dict, table, ax) -> None:
         ax.scatter([c_final], [nums["actual_loss"]], marker="o", s=70, facecolor="none", edgecolor="k", lw=1.5,
                    zorder=7, label="final run: actual")
     ax.set_xlim(table.flops.min() / 2, c_final * 2)
+    readable_log_axes(ax)
     ax.set_title("Sweep, fitted law and its extrapolation to the final run")
     ax.legend(loc="upper right", fontsize=7)
 
@@ -187,8 +193,7 @@ def plot_parity_with_final(launch: dict, nums: dict, table, ax) -> None:
                      f"final run (relative error {100 * nums['relative_error']:+.2f}%)")
         lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
         hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
-        ax.plot([lo, hi], [lo, hi], color="k", lw=1, ls="--")
-        ax.set(xlim=(lo, hi), ylim=(lo, hi))
+        ax.set(xlim=(lo, hi), ylim=(lo, hi))  # plot_parity's y = x line is unbounded: it spans these too
         ax.legend(loc="upper left", fontsize=8)
     ax.set_title("Predicted against actual final loss")
 
@@ -203,15 +208,18 @@ def plot_loss_curve(launch: dict, nums: dict, ax) -> None:
         ax.plot(*zip(*val, strict=True), "o-", color="tab:blue", ms=4, label="validation loss")
     ax.axhline(nums["predicted_loss"], color=FINAL_COLOR, lw=1.5, ls="--",
                label=f"predicted final loss {nums['predicted_loss']:.4f}")
+    top = max(nums["predicted_loss"], nums["actual_loss"] or 0) + 1.5
     if nums["predicted_interval"]:
         lo, hi = nums["predicted_interval"]
-        ax.axhspan(lo, hi, color=FINAL_COLOR, alpha=0.15,
+        finite = [v if v is not None and math.isfinite(v) else None for v in (lo, hi)]
+        # An unbounded side is drawn to the plot's edge (the label says it is unbounded), not to infinity.
+        ax.axhspan(0.0 if finite[0] is None else finite[0], top if finite[1] is None else finite[1],
+                   color=FINAL_COLOR, alpha=0.15,
                    label=f"{100 * nums['ci_level']:.0f}% bootstrap interval {format_interval(lo, hi, '.3f')}")
     if nums["actual_loss"] is not None:
         ax.scatter([tokens[-1]], [nums["actual_loss"]], marker="*", s=160, color="k", zorder=5,
                    label=f"actual final validation loss {nums['actual_loss']:.4f}")
-    top = max(nums["predicted_loss"], nums["actual_loss"] or 0) + 1.5
-    ax.set(xlabel="tokens", ylabel="loss", ylim=(None, top),
+    ax.set(xlabel="tokens trained", ylabel=LOSS_LABEL, ylim=(None, top),
            title=f"Final run {nums['run_id']}: loss curve against the prediction")
     ax.legend(fontsize=8)
 
@@ -226,7 +234,8 @@ def plot_gpu_hours(nums: dict, ax) -> None:
     sns.barplot(x=names, y=[b for _, b, _ in bars], hue=names, palette="crest", legend=False, ax=ax)
     for i, (_, hours, _) in enumerate(bars):
         ax.text(i, hours, format_duration(hours * 3600), ha="center", va="bottom")
-    ax.set(ylabel="device-hours", title=f"Planned against actual GPU-hours on {nums['device']}")
+    kind = "CPU" if "cpu" in nums["device"].lower() else "GPU"  # a CPU run's hours are not GPU-hours
+    ax.set(ylabel=f"{kind}-hours (h)", title=f"Planned against actual {kind}-hours on {nums['device']}")
 
 
 def _save(fig, path: Path) -> None:

@@ -36,8 +36,33 @@ def percentile_interval(samples, level: float) -> list:
     NaN samples (bootstrap refits that were refused) are left out.
     """
     tail = 100 * (1 - level) / 2
-    lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
+    samples = np.asarray(samples, dtype=float)
+    columns = samples.reshape(len(samples), -1)
+    if np.isinf(samples).any() or np.isnan(columns).all(axis=0).any():
+        # An infinite replicate (a refit whose scale ran off) makes that side unbounded, where numpy's
+        # interpolation would compute inf - inf; a column of refused refits only has no interval. Both are
+        # read off the order statistics here instead of left to numpy's RuntimeWarnings.
+        lo, hi = (np.array([_order_quantile(c, q) for c in columns.T]).reshape(samples.shape[1:])
+                  for q in (tail, 100 - tail))
+    else:
+        lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
     return [float(lo), float(hi)] if np.ndim(lo) == 0 else [lo.tolist(), hi.tolist()]
+
+
+def _order_quantile(column: np.ndarray, q: float) -> float:
+    """numpy's linear-interpolation percentile of one column without its NaNs, where an infinite
+    neighbour of the percentile's position makes it infinite; NaN for a column of NaNs."""
+    x = np.sort(column[~np.isnan(column)])
+    if len(x) == 0:
+        return math.nan
+    pos = q / 100 * (len(x) - 1)
+    i = int(math.floor(pos))
+    a, b, t = x[i], x[min(i + 1, len(x) - 1)], pos - i
+    if t == 0 or a == b:
+        return float(a)
+    if math.isinf(b) or math.isinf(a):
+        return float(b if math.isinf(b) else a)
+    return float(a + (b - a) * t)
 
 
 @dataclass(frozen=True)

@@ -458,7 +458,8 @@ def test_iso_n_curves_meet_each_run_at_its_own_flops_count():
     fig, ax = plt.subplots()
     result = FittedLaw.of(TRUE, objective=0.0, n_points=len(df))
     plot_loss_vs_compute(result, table, ax)
-    curves = [line for line in ax.get_lines() if line.get_label().startswith("_")]  # iso-N, unlabelled
+    iso_n = ("_", "the law at each N")  # the first iso-N curve carries the legend entry, the rest none
+    curves = [line for line in ax.get_lines() if line.get_label().startswith(iso_n)]
     assert len(curves) == len(np.unique(table.params))
     for line, n in zip(curves, np.unique(table.params), strict=True):
         c, loss = (np.log(v) for v in line.get_data())

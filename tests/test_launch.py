@@ -40,7 +40,8 @@ def demo(prepared_data, tmp_path_factory) -> dict:
     grid = root / "grid.toml"
     grid.write_text(GRID)
     out = root / "demo"
-    done = scaling("demo", "--grid", str(grid), "--data", str(prepared_data), "--out", str(out), timeout=900)
+    done = scaling("demo", "--grid", str(grid), "--data", str(prepared_data), "--out", str(out), timeout=900,
+                   python_flags=("-W", "error::RuntimeWarning"))  # numpy, pandas and scipy must not be left to warn
     assert done.returncode == 0, done.stderr[-3000:]
     return {"root": root, "out": out, "stdout": done.stdout, "grid": str(grid), "data": str(prepared_data),
             "law": str(out / "law.json")}

@@ -28,6 +28,7 @@ GRID_LOG_A = GRID_LOG_B = np.arange(0.0, 25.01, 5.0)
 # so its default ftol (2.2e-9) stops refits after a few steps along the narrow log_A-alpha valley, and the
 # bootstrap then shows no spread. These tolerances (used by the reference too) reach the optimum BFGS reaches.
 FTOL, GTOL, MAX_ITER = 1e-14, 1e-12, 15000
+LOG_FLOAT_MAX = float(np.log(np.finfo(float).max))  # exp of more overflows
 
 
 def initial_grid() -> np.ndarray:
@@ -39,9 +40,11 @@ def initial_grid() -> np.ndarray:
 def theta_to_params(theta: np.ndarray) -> np.ndarray:
     """theta rows -> rows of (E, A, B, alpha, beta), the order of law.PARAM_NAMES."""
     theta = np.atleast_2d(theta)
-    return np.column_stack(
-        [np.exp(theta[:, 2]), np.exp(theta[:, 0]), np.exp(theta[:, 1]), theta[:, 3], theta[:, 4]]
-    )
+    logs = theta[:, [2, 0, 1]]  # log E, log A, log B
+    # A refit that ran off to a scale beyond float range has an infinite one, said so rather than left to
+    # exp's overflow warning; the bootstrap drops such rows as refused (FittedLaw.with_finite_bootstrap).
+    scales = np.where(logs > LOG_FLOAT_MAX, np.inf, np.exp(np.minimum(logs, LOG_FLOAT_MAX)))
+    return np.column_stack([scales, theta[:, 3], theta[:, 4]])
 
 
 def params_to_theta(E: float, A: float, B: float, alpha: float, beta: float) -> np.ndarray:
