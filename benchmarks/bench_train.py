@@ -78,7 +78,7 @@ def run_ours(data: Path, shape: tuple, device: str, extra: list[str]) -> dict:
 
 def flops_per_token(shape: tuple, vocab_size: int) -> float:
     from gptcore.config import GPTConfig
-    from gptcore.model import flops_per_token as fpt
+    from gptcore.config import flops_per_token_with_attention as fpt  # the trainer's MFU convention
 
     n_layer, n_head, d_model, ctx, _, _ = shape
     return fpt(GPTConfig(vocab_size=vocab_size, ctx=ctx, n_layer=n_layer, n_head=n_head, d_model=d_model))
@@ -96,7 +96,7 @@ def main() -> None:
     import torch
 
     from gptcore.data import open_dataset
-    from gptcore.model import measure_matmul_peaks
+    from gptcore.hardware import measure_matmul_peaks
 
     data = gpt2_vocab_data()
     vocab = open_dataset(data).vocab_size

@@ -1,14 +1,21 @@
-"""GPT-2 model shapes: the config dataclass, named presets, exact parameter counts and FLOPs per token.
+"""The configs: GPT-2 model shapes (presets, exact parameter counts, FLOPs per token) and training runs.
 
-Torch-free on purpose: the planner and the sweeps size models without importing torch.
+Torch-free on purpose: the planner and the sweeps size models and check trainer settings without torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import numbers
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from gptcore.errors import UserError
+from gptcore.schedule import SCHEDULES
 
 GPT2_VOCAB = 50257
 
@@ -133,32 +140,6 @@ def flops_per_token_with_attention(cfg: GPTConfig, seq_len: int | None = None) -
     return flops_per_token_6n(count_matmul_params(cfg)) + attention_flops_per_token(cfg, seq_len)
 
 
-def flops_per_token_chinchilla(cfg: GPTConfig, seq_len: int | None = None) -> float:
-    """Hoffmann et al. 2022 appendix F: the per-layer forward count (embeddings, attention, dense, logits), x3.
-
-    The backward pass is counted as twice the forward, as the paper does.
-    """
-    s = cfg.ctx if seq_len is None else seq_len
-    d, v, kh = cfg.d_model, cfg.vocab_size, cfg.head_dim * cfg.n_head
-    embeddings = 2 * s * v * d
-    qkv = 2 * 3 * s * d * kh
-    logits_kq = 2 * s * s * kh
-    softmax = 3 * cfg.n_head * s * s
-    reduction = 2 * s * s * kh
-    out_proj = 2 * s * kh * d
-    dense = 2 * s * (d * cfg.d_ff + d * cfg.d_ff)
-    final_logits = 2 * s * d * v
-    forward = embeddings + cfg.n_layer * (qkv + logits_kq + softmax + reduction + out_proj + dense) + final_logits
-    return 3.0 * forward / s
-
-
-FLOP_CONVENTIONS = {
-    "6n": lambda cfg, t=None: flops_per_token_6n(count_matmul_params(cfg)),
-    "palm": flops_per_token_with_attention,
-    "chinchilla": flops_per_token_chinchilla,
-}
-
-
 # ----------------------------------------------------------------------------- shape for a target size
 
 def _family_shape(i: int, vocab_size: int, ctx: int, **overrides) -> GPTConfig:
@@ -207,3 +188,120 @@ def shape_for_params(
         lo, hi = (mid + 1, hi) if count(shape(mid)) < target_params else (lo, mid)
     candidates = [shape(i) for i in (lo - 1, lo) if i >= 0]
     return min(candidates, key=lambda c: abs(math.log(count(c) / target_params)))
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)  # True is not a count
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _optional(rule: tuple[Callable[[object], bool], str]) -> tuple[Callable[[object], bool], str]:
+    return (lambda v: v is None or rule[0](v)), rule[1]
+
+
+DTYPES = ("auto", "fp32", "bf16")
+_POSITIVE_INT = (lambda v: _is_int(v) and v > 0, "a positive integer")
+_NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+_FRACTION = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
+_BETA = (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+
+# Every TrainConfig setting's check and what it allows: the one validator of trainer settings, used by
+# TrainConfig (so by the CLI) and by sweep grid files (sweeps.grid), which therefore give the same message.
+# The comparisons are written so that NaN fails every one.
+TRAIN_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "batch_size": _POSITIVE_INT,
+    "grad_accum": _POSITIVE_INT,
+    "tokens": _optional(_POSITIVE_INT),
+    "max_steps": _optional(_POSITIVE_INT),
+    "lr": (lambda v: _is_number(v) and 0 < v < math.inf, "a finite number > 0"),
+    "min_lr_ratio": _FRACTION,
+    "warmup": _NON_NEGATIVE_INT,
+    "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+    "wsd_decay_fraction": _FRACTION,
+    "weight_decay": (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number >= 0"),
+    "beta1": _BETA,
+    "beta2": _BETA,
+    "grad_clip": (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number >= 0 (0: no clipping)"),
+    "eval_every": _POSITIVE_INT,
+    "eval_batches": _POSITIVE_INT,
+    "sample_tokens": _NON_NEGATIVE_INT,
+    "checkpoint_every": _optional(_POSITIVE_INT),
+    "seed": _NON_NEGATIVE_INT,
+    "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", v) is not None,
+               "one of auto, cpu, mps, cuda, cuda:N"),
+    "dtype": (lambda v: v in DTYPES, f"one of {', '.join(DTYPES)}"),
+    "compile": _BOOL,
+    "threads": _optional(_POSITIVE_INT),
+    "progress": _BOOL,
+}
+
+
+def train_setting_error(name: str, value: object) -> str | None:
+    """What is wrong with `value` for the trainer setting `name`, in one line; None if it is allowed."""
+    ok, allowed = TRAIN_RULES[name]
+    try:
+        good = ok(value)
+    except TypeError:  # an unhashable value tested for membership
+        good = False
+    return None if good else f"{name} must be {allowed}, got {value!r}"
+
+
+# Fields that do not change what is computed: they may differ between a run and its resume.
+NOT_HASHED = ("out", "device", "threads", "compile", "checkpoint_every", "progress")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (gptcore.train.train). `batch_size` is sequences per process per micro-step; a step
+    is batch_size x grad_accum x world_size sequences of model.ctx tokens. Checked by TRAIN_RULES."""
+
+    model: GPTConfig
+    data: str
+    out: str
+    batch_size: int = 16
+    grad_accum: int = 1
+    tokens: int | None = None  # budget in tokens (rounded up to whole steps), or ...
+    max_steps: int | None = None  # ... in steps; exactly one of the two
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 100  # steps
+    schedule: str = "cosine"
+    wsd_decay_fraction: float = 0.2
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables
+    eval_every: int = 100  # steps; the last step always evaluates
+    eval_batches: int = 10
+    sample_tokens: int = 32  # generated at each eval; 0 disables
+    checkpoint_every: int | None = None  # steps; None: at every eval
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "auto"  # auto | fp32 | bf16
+    compile: bool = False
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.tokens is None) == (self.max_steps is None):
+            raise UserError("give exactly one budget: tokens or max_steps")
+        for name in TRAIN_RULES:
+            error = train_setting_error(name, getattr(self, name))
+            if error:
+                raise UserError(error)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes the computation (not NOT_HASHED), data path resolved."""
+        d = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        d["data"] = str(Path(self.data).resolve())
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

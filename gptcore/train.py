@@ -1,22 +1,26 @@
-"""The trainer: `train(TrainConfig) -> summary dict`, resumable from its output directory.
+"""The trainer: `train(TrainConfig) -> TrainSummary`, resumable from its output directory.
 
-An output directory holds config.json (the run's configs and their hash), ckpt.pt (the latest checkpoint),
-metrics.jsonl (one row per step, eval rows with val loss and a sample) and, once finished, summary.json.
-Re-running the same config on the same directory resumes or, if finished, returns the stored summary; a
-different config there is an error. Batches derive from (seed, step), so a resume needs only the step.
-Under torchrun every process trains on its slice of each step's batch (DDP); rank 0 writes the files.
+An output directory holds config.json (the run's configs and their hash), ckpt.pt (the latest checkpoint,
+a TrainState), metrics.jsonl (one row per step, eval rows with val loss and a sample) and, once finished,
+summary.json (a TrainSummary). Re-running the same config on the same directory resumes or, if finished,
+returns the stored summary; a different config there is an error. Batches derive from (seed, step), so a
+resume needs only the step. Under torchrun every process trains on its slice of each step's batch (DDP);
+rank 0 writes the files.
+
+Read top to bottom: set-up helpers, batches, the run directory, the state and the summary, evaluation, then
+the Trainer (set-up and resume, one step, evaluate and log, finish) and `train`, which drives it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,86 +28,20 @@ import torch
 import torch.distributed as dist
 
 from gptcore import checkpoint
-from gptcore.config import GPTConfig, count_non_embedding_params, count_params
+from gptcore.config import (
+    GPTConfig,
+    TrainConfig,
+    count_non_embedding_params,
+    count_params,
+    flops_per_token_with_attention,
+)
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json, atomic_write_text
-from gptcore.model import GPT, cpu_matmul_peak, estimate_mfu, flops_per_token, peak_flops_per_s
-from gptcore.schedule import SCHEDULES, lr_at
+from gptcore.hardware import cpu_matmul_peak, peak_flops_per_s
+from gptcore.model import GPT, estimate_mfu
+from gptcore.schedule import lr_at
 
-# Fields that do not change what is computed: they may differ between a run and its resume.
-NOT_HASHED = ("out", "device", "threads", "compile", "checkpoint_every", "progress")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. `batch_size` is sequences per process per micro-step; a step is
-    batch_size x grad_accum x world_size sequences of model.ctx tokens."""
-
-    model: GPTConfig
-    data: str
-    out: str
-    batch_size: int = 16
-    grad_accum: int = 1
-    tokens: int | None = None  # budget in tokens (rounded up to whole steps), or ...
-    max_steps: int | None = None  # ... in steps; exactly one of the two
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 100  # steps
-    schedule: str = "cosine"
-    wsd_decay_fraction: float = 0.2
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # 0 disables
-    eval_every: int = 100  # steps; the last step always evaluates
-    eval_batches: int = 10
-    sample_tokens: int = 32  # generated at each eval; 0 disables
-    checkpoint_every: int | None = None  # steps; None: at every eval
-    seed: int = 1337
-    device: str = "auto"
-    dtype: str = "auto"  # auto | fp32 | bf16
-    compile: bool = False
-    threads: int | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if (self.tokens is None) == (self.max_steps is None):
-            raise UserError("give exactly one budget: tokens or max_steps")
-        for name in ("tokens", "max_steps", "batch_size", "grad_accum", "eval_every", "eval_batches",
-                     "checkpoint_every", "threads"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UserError(f"{name} must be positive, got {value}")
-        for name in ("warmup", "sample_tokens"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
-        ranges = {  # written so that NaN fails every one
-            "lr": (0 < self.lr < math.inf, "a finite number > 0"),
-            "min_lr_ratio": (0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
-            "wsd_decay_fraction": (0 <= self.wsd_decay_fraction <= 1, "in [0, 1]"),
-            "weight_decay": (0 <= self.weight_decay < math.inf, "a finite number >= 0"),
-            "grad_clip": (0 <= self.grad_clip < math.inf, "a finite number >= 0 (0: no clipping)"),
-            "beta1": (0 <= self.beta1 < 1, "in [0, 1)"),
-            "beta2": (0 <= self.beta2 < 1, "in [0, 1)"),
-        }
-        for name, (ok, allowed) in ranges.items():
-            if not ok:
-                raise UserError(f"{name} must be {allowed}, got {getattr(self, name)}")
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        if self.dtype not in ("auto", "fp32", "bf16"):
-            raise UserError(f"unknown dtype {self.dtype!r}; choose auto, fp32 or bf16")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise UserError(f"unknown device {self.device!r}; choose auto, cpu, cuda or mps")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def config_hash(self) -> str:
-        """Hash of everything that changes the computation (not NOT_HASHED), data path resolved."""
-        d = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
-        d["data"] = str(Path(self.data).resolve())
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+OnEval = Callable[[int, float], object]  # (step, val loss) -> truthy to stop; may raise to stop too
 
 
 # ----------------------------------------------------------------------------- set-up helpers
@@ -150,7 +88,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def resolve_dtype(name: str, device: torch.device) -> str:
     """auto: bf16 autocast on CUDA GPUs that support it; on a CPU only if its measured bf16 matmul peak
-    beats fp32 by 1.2x (the cached measurement of gptcore.model.cpu_matmul_peak). Measured on 2 vCPUs:
+    beats fp32 by 1.2x (the cached measurement of gptcore.hardware.cpu_matmul_peak). Measured on 2 vCPUs:
     a Zen 4 EPYC's bf16 matmul runs at 2.7x its fp32 (auto takes bf16); a Xeon whose hypervisor hides AMX
     ran bf16 at 0.6-0.8x fp32 (auto keeps fp32)."""
     if name != "auto":
@@ -265,7 +203,7 @@ class RunDir:
         atomic_write_text(self.metrics, "".join(line + "\n" for line in keep))
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- the state and the summary
 
 
 @dataclass
@@ -274,8 +212,8 @@ class Throughput:
 
     tokens: int = 0
     seconds: float = 0.0
-    steps_this_process: int = 0
     first_steps: list = field(default_factory=list)  # (tokens, seconds) of the first 3, a fallback
+    steps_this_process: int = 0  # not saved: each process warms up afresh
 
     def add(self, tokens: int, seconds: float) -> None:
         self.steps_this_process += 1
@@ -290,6 +228,116 @@ class Throughput:
             return self.tokens / self.seconds
         secs = sum(s for _, s in self.first_steps)
         return sum(t for t, _ in self.first_steps) / secs if secs > 0 else None
+
+
+@dataclass
+class TrainState:
+    """A run's progress and the checkpoint (ckpt.pt) that holds it: all a bitwise-exact resume needs.
+
+    The file has one key per field, under the names this trainer has always written (older checkpoints
+    resume), except `throughput`, kept as steady_tokens, steady_seconds and first_steps. `model` and
+    `optimizer` are state dicts, filled from the live objects at each save; `rng` is every rank's RNG
+    states in rank order; `vocab` lets `scaling generate` decode with nothing but the file.
+    """
+
+    config_hash: str
+    train_config: dict
+    model_config: dict
+    vocab: torch.Tensor | None = None
+    step: int = 0
+    tokens: int = 0
+    train_loss: float | None = None
+    val_loss: float | None = None
+    throughput: Throughput = field(default_factory=Throughput)
+    model: dict = field(default_factory=dict)
+    optimizer: dict = field(default_factory=dict)
+    rng: list = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "throughput"}
+        thr = self.throughput
+        checkpoint.save(path, payload | {"steady_tokens": thr.tokens, "steady_seconds": thr.seconds,
+                                         "first_steps": thr.first_steps})
+
+    @classmethod
+    def load(cls, path: Path, map_location: torch.device) -> TrainState:
+        ck = checkpoint.load(path, map_location=map_location)
+        names = {f.name for f in fields(cls)} - {"throughput"}
+        try:
+            thr = Throughput(ck["steady_tokens"], ck["steady_seconds"],
+                             [tuple(x) for x in ck.get("first_steps", [])])  # older checkpoints lack it
+            return cls(**{k: ck[k] for k in names}, throughput=thr)
+        except KeyError as e:
+            raise UserError(f"{path} is not a training checkpoint (no {e.args[0]!r})") from None
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a run did: train()'s result and, as `to_json()`, summary.json (the same keys).
+
+    status: completed, diverged (the loss went non-finite at `diverged_step`; `steps` stops before it) or
+    stopped (an on_eval callback asked; not written to summary.json, so re-running resumes). tokens and
+    flops are the whole job's; tokens_per_s is steady-state and mfu per device (gptcore.model.estimate_mfu).
+    """
+
+    status: str
+    diverged_step: int | None
+    steps: int
+    params: int
+    non_embedding_params: int
+    tokens: int
+    flops: float
+    flops_per_token: float
+    final_train_loss: float | None
+    final_val_loss: float | None
+    tokens_per_s: float | None
+    mfu: float | None
+    device: str
+    dtype: str
+    world_size: int
+    vocab_size: int
+    config_hash: str
+    model: dict  # GPTConfig.to_dict()
+    out: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> TrainSummary:
+        """The summary in a JSON object such as summary.json; KeyError if a key is missing."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def read_summary(path: Path) -> TrainSummary:
+    """summary.json, or a one-line error if it is torn, empty or foreign."""
+    try:
+        return TrainSummary.from_json(_read_json_object(path, "status") or {})
+    except KeyError:
+        raise UserError(f"{path} is unreadable (torn or foreign); delete it and re-run: the run resumes "
+                        "from its last checkpoint and writes it again") from None
+
+
+@dataclass
+class MFUMeter:
+    """MFU of one device at the whole job's tokens/s. A CPU run that beats its cached peak shows the peak
+    was measured under load: it is measured again (once), so no MFU comes out above 1."""
+
+    model: GPTConfig
+    device: torch.device
+    dtype: str
+    world: int
+    peak: float | None
+
+    def __call__(self, tokens_per_s: float) -> float | None:
+        per_device = tokens_per_s / self.world
+        flops_per_s = per_device * flops_per_token_with_attention(self.model)
+        if self.device.type == "cpu" and flops_per_s > self.peak:
+            self.peak = cpu_matmul_peak(self.dtype, at_least=flops_per_s)
+        return estimate_mfu(self.model, per_device, self.peak)
+
+
+# ----------------------------------------------------------------------------- evaluation
 
 
 def _all_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -334,29 +382,197 @@ def _vocab_tensor(tokenizer) -> torch.Tensor | None:
     return None if compact is None else torch.from_numpy(compact.gpt2_ids[2:].copy())
 
 
-def train(cfg: TrainConfig, log=None) -> dict:
-    """Train (or resume, or return the finished summary of) the run `cfg` describes. Returns the summary."""
-    from gptcore.data import open_dataset
+# ----------------------------------------------------------------------------- the trainer
 
-    dataset = open_dataset(cfg.data)
-    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    d = init_distributed(device.type)
-    log = log or (lambda msg: print(msg, flush=True))
-    say = log if d.main else (lambda msg: None)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
 
-    ctx, mcfg = cfg.model.ctx, cfg.model
-    for split, arr in (("train", dataset.train), ("val", dataset.val)):
-        if len(arr) < ctx + 2:
-            raise UserError(f"ctx {ctx} is longer than the data's {split} split ({len(arr)} tokens)")
-    if mcfg.vocab_size < dataset.vocab_size:
-        raise UserError(f"model vocab_size {mcfg.vocab_size} is smaller than the data's {dataset.vocab_size}")
+class Trainer:
+    """One run in this process: the live model and optimizer, and the TrainState they are saved into."""
 
-    # The dtype a run trains in is part of its computation: hash the resolved one, so a run started in fp32
-    # is never resumed in bf16 on a machine where "auto" resolves otherwise.
-    cfg = replace(cfg, dtype=resolve_dtype(cfg.dtype, device))
-    run = RunDir(cfg.out)
+    def __init__(self, cfg: TrainConfig, dataset, device: torch.device, d: Dist, run: RunDir, say):
+        """Build the model and optimizer (seeded), resume from the run's checkpoint if it has one."""
+        self.cfg, self.dataset, self.device, self.d, self.run, self.say = cfg, dataset, device, d, run, say
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" \
+            else contextlib.nullcontext
+        torch.manual_seed(cfg.seed)
+        self.raw_model = GPT(cfg.model).to(device)
+        self.optimizer = make_optimizer(self.raw_model, cfg, device)
+        self.total_steps = total_steps_for(cfg, d.world)
+        self.tokens_per_step = cfg.batch_size * cfg.grad_accum * d.world * cfg.model.ctx
+        self.state = TrainState(cfg.config_hash(), cfg.to_dict(), cfg.model.to_dict(),
+                                vocab=_vocab_tensor(dataset.tokenizer))
+        if run.ckpt.exists():
+            self._resume()
+        if d.main:  # rows a killed run logged after its last checkpoint (or before its first) go
+            run.truncate_metrics(self.state.step)
+        model = torch.compile(self.raw_model) if cfg.compile else self.raw_model
+        if d.world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.model = model
+        self.mfu = MFUMeter(cfg.model, device, cfg.dtype, d.world, peak_flops_per_s(device, cfg.dtype))
+        self.diverged_step: int | None = None
+
+    def _resume(self) -> None:
+        state = TrainState.load(self.run.ckpt, self.device)
+        if state.config_hash != self.cfg.config_hash():
+            raise UserError(f"{self.run.ckpt} belongs to a different config; use another --out")
+        self.raw_model.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        rngs = state.rng
+        checkpoint.set_rng_state(rngs[self.d.rank] if len(rngs) == self.d.world else rngs[0])
+        # The progress resumes; the configs and vocabulary saved from now on are this process's own (the
+        # fields that are not hashed, such as out or threads, may differ), the weights are the live ones.
+        self.state = replace(self.state, step=state.step, tokens=state.step * self.tokens_per_step,
+                             train_loss=state.train_loss, val_loss=state.val_loss, throughput=state.throughput)
+        self.say(f"resuming {self.run.path} at step {state.step}/{self.total_steps}")
+
+    def save(self) -> None:
+        """Checkpoint the state (every rank's RNG gathered; rank 0 writes)."""
+        rngs = [checkpoint.rng_state()]
+        if self.d.world > 1:
+            gathered = [None] * self.d.world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if self.d.main:
+            self.state.model, self.state.optimizer = self.raw_model.state_dict(), self.optimizer.state_dict()
+            self.state.rng = rngs
+            self.state.save(self.run.ckpt)
+
+    def step(self) -> dict | None:
+        """One optimizer step; its metrics row, or None if the loss went non-finite (the run diverged)."""
+        cfg, d, st, device = self.cfg, self.d, self.state, self.device
+        t0 = time.perf_counter()
+        lr = lr_at(st.step, self.total_steps, cfg.lr, cfg.warmup, cfg.schedule, cfg.min_lr_ratio,
+                   cfg.wsd_decay_fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        train, ctx = self.dataset.train, cfg.model.ctx
+        rows = batch_starts(cfg.seed, st.step, d.world * cfg.grad_accum, cfg.batch_size, len(train), ctx)
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(cfg.grad_accum):
+            x, y = get_batch(train, rows[d.rank * cfg.grad_accum + micro], ctx, device)
+            last = micro == cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if (d.world == 1 or last) else self.model.no_sync()
+            with sync:
+                with self.autocast():
+                    loss = self.model(x, y)
+                (loss / cfg.grad_accum).backward()
+            loss_sum += loss.detach()
+        st.train_loss = _all_mean(loss_sum / cfg.grad_accum, d).item()
+        if not math.isfinite(st.train_loss):
+            self.diverged_step = st.step + 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.say(f"step {st.step + 1}: loss is {st.train_loss}; run diverged")
+            return None
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip or float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        st.throughput.add(self.tokens_per_step, seconds)
+        st.step += 1
+        st.tokens = st.step * self.tokens_per_step
+        fpt = flops_per_token_with_attention(cfg.model)
+        return {"step": st.step, "tokens": st.tokens, "flops": st.tokens * fpt, "train_loss": st.train_loss,
+                "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": self.tokens_per_step / seconds,
+                "mfu": self.mfu(self.tokens_per_step / seconds)}
+
+    def evaluate_into(self, row: dict) -> bool:
+        """At an eval step (every eval_every, and the last): the val loss (and rank 0's sample) into `row`."""
+        cfg, st = self.cfg, self.state
+        if st.step % cfg.eval_every and st.step != self.total_steps:
+            return False
+        st.val_loss = evaluate(self.raw_model, self.dataset.val, cfg, self.device, self.autocast, self.d)
+        row.update(val_loss=st.val_loss, val_ppl=math.exp(min(st.val_loss, 700.0)))
+        if self.d.main and cfg.sample_tokens:
+            row["sample"] = sample_text(self.raw_model, self.dataset.tokenizer, cfg, st.step, self.device,
+                                        self.autocast)
+        msg = f"step {st.step}/{self.total_steps}: train loss {st.train_loss:.4f}, val loss {st.val_loss:.4f}"
+        self.say(msg + (f"\n  sample: {row['sample']!r}" if "sample" in row else ""))
+        return True
+
+    def checkpoint_due(self) -> bool:
+        every = self.cfg.checkpoint_every or self.cfg.eval_every
+        return self.state.step % every == 0 or self.state.step == self.total_steps
+
+    def stop_asked(self, on_eval: OnEval | None) -> bool:
+        """Rank 0's on_eval(step, val loss): truthy stops every rank. If it raises, every rank stops: rank 0
+        re-raises its exception, the others a RuntimeError (no rank is left waiting in a collective)."""
+        verdict, error = 0, None  # 0: go on, 1: stop, 2: on_eval raised
+        if self.d.main and on_eval is not None:
+            try:
+                verdict = 1 if on_eval(self.state.step, self.state.val_loss) else 0
+            except BaseException as e:  # noqa: BLE001 (re-raised below, once the other ranks know)
+                verdict, error = 2, e
+        if self.d.world > 1:
+            box = [verdict]
+            dist.broadcast_object_list(box, src=0)
+            verdict = box[0]
+        if error is not None:
+            raise error
+        if verdict == 2:
+            raise RuntimeError(f"rank 0's on_eval stopped the run at step {self.state.step}")
+        return verdict == 1
+
+    def run_steps(self, on_eval: OnEval | None) -> str:
+        """Step until the budget is spent, the loss diverges or on_eval stops; returns the status."""
+        metrics = open(self.run.metrics, "a") if self.d.main else None  # noqa: SIM115 (closed in finally)
+        bar = None
+        if self.d.main and self.cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.state.step, file=sys.stderr, unit="step",
+                       dynamic_ncols=True)
+        try:
+            while self.state.step < self.total_steps:
+                row = self.step()
+                if row is None:
+                    return "diverged"
+                evaluated = self.evaluate_into(row)
+                if metrics is not None:
+                    metrics.write(json.dumps(row) + "\n")
+                    metrics.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['train_loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
+                    bar.update(1)
+                saved = self.checkpoint_due()
+                if saved:
+                    self.save()
+                if evaluated and self.stop_asked(on_eval):
+                    if not saved:  # so that re-running resumes exactly here
+                        self.save()
+                    return "stopped"
+        finally:
+            if bar is not None:
+                bar.close()
+            if metrics is not None:
+                metrics.close()
+        return "completed"
+
+    def finish(self, status: str) -> TrainSummary:
+        """The run's summary, written to summary.json unless the run was stopped (rank 0 writes)."""
+        cfg, st, mcfg = self.cfg, self.state, self.cfg.model
+        tokens_per_s = st.throughput.tokens_per_s()
+        fpt = flops_per_token_with_attention(mcfg)  # PaLM convention: 6N (head included) + attention
+        summary = TrainSummary(
+            status=status, diverged_step=self.diverged_step, steps=st.step, params=count_params(mcfg),
+            non_embedding_params=count_non_embedding_params(mcfg), tokens=st.step * self.tokens_per_step,
+            flops=st.step * self.tokens_per_step * fpt, flops_per_token=fpt, final_train_loss=st.train_loss,
+            final_val_loss=st.val_loss, tokens_per_s=tokens_per_s,
+            mfu=self.mfu(tokens_per_s) if tokens_per_s else None, device=str(self.device), dtype=cfg.dtype,
+            world_size=self.d.world, vocab_size=mcfg.vocab_size, config_hash=cfg.config_hash(),
+            model=mcfg.to_dict(), out=str(self.run.path),
+        )
+        if self.d.main and status != "stopped":
+            atomic_write_json(self.run.summary, summary.to_json())
+        if self.d.world > 1:
+            dist.barrier()
+        return summary
+
+
+def _claim(run: RunDir, cfg: TrainConfig, d: Dist) -> None:
+    """Rank 0 claims the run directory; a refusal stops every rank, not only rank 0."""
     refusal = None
     if d.main:
         try:
@@ -369,161 +585,39 @@ def train(cfg: TrainConfig, log=None) -> dict:
         refusal = box[0]
     if refusal:
         raise UserError(refusal)
+
+
+def train(cfg: TrainConfig, log=None, on_eval: OnEval | None = None) -> TrainSummary:
+    """Train (or resume, or return the finished summary of) the run `cfg` describes.
+
+    `log(message)` gets rank 0's progress lines (default: print). `on_eval(step, val_loss)` is called on
+    rank 0 after each evaluation: a truthy return stops the run (status "stopped", checkpointed, resumable),
+    and an exception it raises (such as optuna.TrialPruned) stops it and propagates.
+    """
+    from gptcore.data import open_dataset
+
+    dataset = open_dataset(cfg.data)
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    d = init_distributed(device.type)
+    log = log or (lambda msg: print(msg, flush=True))
+    say = log if d.main else (lambda msg: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ctx = cfg.model.ctx
+    for split, arr in (("train", dataset.train), ("val", dataset.val)):
+        if len(arr) < ctx + 2:
+            raise UserError(f"ctx {ctx} is longer than the data's {split} split ({len(arr)} tokens)")
+    if cfg.model.vocab_size < dataset.vocab_size:
+        raise UserError(f"model vocab_size {cfg.model.vocab_size} is smaller than the data's {dataset.vocab_size}")
+
+    # The dtype a run trains in is part of its computation: hash the resolved one, so a run started in fp32
+    # is never resumed in bf16 on a machine where "auto" resolves otherwise.
+    cfg = replace(cfg, dtype=resolve_dtype(cfg.dtype, device))
+    run = RunDir(cfg.out)
+    _claim(run, cfg, d)
     if run.summary.exists():
-        summary = _read_json_object(run.summary, "status")
-        if summary is None:
-            raise UserError(f"{run.summary} is unreadable (torn or foreign); delete it and re-run: the run "
-                            "resumes from its last checkpoint and writes it again")
-        say(f"{run.path}: already finished ({summary['status']}); nothing to do")
+        summary = read_summary(run.summary)
+        say(f"{run.path}: already finished ({summary.status}); nothing to do")
         return summary
-
-    dtype = cfg.dtype
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if dtype == "bf16" \
-        else contextlib.nullcontext
-    torch.manual_seed(cfg.seed)
-    raw_model = GPT(mcfg).to(device)
-    optimizer = make_optimizer(raw_model, cfg, device)
-    total_steps = total_steps_for(cfg, d.world)
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * d.world * ctx
-    step, thr = 0, Throughput()
-    status, diverged_step, train_loss, val_loss = "completed", None, None, None
-    if run.ckpt.exists():
-        ck = checkpoint.load(run.ckpt, map_location=device)
-        if ck.get("config_hash") != cfg.config_hash():
-            raise UserError(f"{run.ckpt} belongs to a different config; use another --out")
-        raw_model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        step, train_loss, val_loss = ck["step"], ck["train_loss"], ck["val_loss"]
-        thr.tokens, thr.seconds = ck["steady_tokens"], ck["steady_seconds"]
-        thr.first_steps = [tuple(x) for x in ck.get("first_steps", [])]  # older checkpoints lack it
-        rngs = ck["rng"]
-        checkpoint.set_rng_state(rngs[d.rank] if len(rngs) == d.world else rngs[0])
-        say(f"resuming {run.path} at step {step}/{total_steps}")
-    if d.main:  # rows a killed run logged after its last checkpoint (or before its first) go
-        run.truncate_metrics(step)
-    model = torch.compile(raw_model) if cfg.compile else raw_model
-    if d.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    fpt = flops_per_token(mcfg)  # PaLM convention: 6N (head included) + attention
-    peak = peak_flops_per_s(device, dtype)
-
-    def mfu(tokens_per_s: float) -> float | None:
-        """MFU of one device at the whole run's `tokens_per_s`. A CPU run that beats its cached peak shows
-        the peak was measured under load: it is measured again (once), so no MFU comes out above 1."""
-        nonlocal peak
-        per_device = tokens_per_s / d.world
-        if device.type == "cpu" and per_device * fpt > peak:
-            peak = cpu_matmul_peak(dtype, at_least=per_device * fpt)
-        return estimate_mfu(mcfg, per_device, peak)
-
-    n_rows = d.world * cfg.grad_accum
-    metrics = open(run.metrics, "a") if d.main else None  # noqa: SIM115 (closed in finally)
-    bar = None
-    if d.main and cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_steps, initial=step, file=sys.stderr, unit="step", dynamic_ncols=True)
-
-    def save_checkpoint() -> None:
-        rngs = [checkpoint.rng_state()]
-        if d.world > 1:
-            gathered = [None] * d.world
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
-        if d.main:
-            checkpoint.save(run.ckpt, {
-                "config_hash": cfg.config_hash(), "train_config": cfg.to_dict(),
-                "model_config": mcfg.to_dict(),
-                "step": step, "tokens": step * tokens_per_step, "model": raw_model.state_dict(),
-                "optimizer": optimizer.state_dict(), "rng": rngs, "vocab": _vocab_tensor(dataset.tokenizer),
-                "steady_tokens": thr.tokens, "steady_seconds": thr.seconds, "first_steps": thr.first_steps,
-                "train_loss": train_loss, "val_loss": val_loss,
-            })
-
-    try:
-        while step < total_steps:
-            t0 = time.perf_counter()
-            lr = lr_at(step, total_steps, cfg.lr, cfg.warmup, cfg.schedule, cfg.min_lr_ratio,
-                       cfg.wsd_decay_fraction)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            rows = batch_starts(cfg.seed, step, n_rows, cfg.batch_size, len(dataset.train), ctx)
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum):
-                x, y = get_batch(dataset.train, rows[d.rank * cfg.grad_accum + micro], ctx, device)
-                last = micro == cfg.grad_accum - 1
-                sync = contextlib.nullcontext() if (d.world == 1 or last) else model.no_sync()
-                with sync:
-                    with autocast():
-                        loss = model(x, y)
-                    (loss / cfg.grad_accum).backward()
-                loss_sum += loss.detach()
-            train_loss = _all_mean(loss_sum / cfg.grad_accum, d).item()
-            if not math.isfinite(train_loss):
-                status, diverged_step = "diverged", step + 1
-                optimizer.zero_grad(set_to_none=True)
-                say(f"step {step + 1}: loss is {train_loss}; run diverged")
-                break
-            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or float("inf"))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - t0
-            thr.add(tokens_per_step, seconds)
-            step += 1
-            row = {"step": step, "tokens": step * tokens_per_step, "flops": step * tokens_per_step * fpt,
-                   "train_loss": train_loss, "lr": lr, "grad_norm": float(grad_norm),
-                   "tokens_per_s": tokens_per_step / seconds,
-                   "mfu": mfu(tokens_per_step / seconds)}
-            if step % cfg.eval_every == 0 or step == total_steps:
-                val_loss = evaluate(raw_model, dataset.val, cfg, device, autocast, d)
-                row.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 700.0)))
-                if d.main and cfg.sample_tokens:
-                    row["sample"] = sample_text(raw_model, dataset.tokenizer, cfg, step, device, autocast)
-                msg = f"step {step}/{total_steps}: train loss {train_loss:.4f}, val loss {val_loss:.4f}"
-                say(msg + (f"\n  sample: {row['sample']!r}" if "sample" in row else ""))
-            if metrics is not None:
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-            if bar is not None:
-                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
-                bar.update(1)
-            every = cfg.checkpoint_every or cfg.eval_every
-            if step % every == 0 or step == total_steps:
-                save_checkpoint()
-    finally:
-        if bar is not None:
-            bar.close()
-        if metrics is not None:
-            metrics.close()
-
-    tokens_per_s = thr.tokens_per_s()
-    summary = {
-        "status": status,
-        "diverged_step": diverged_step,
-        "steps": step,
-        "params": count_params(mcfg),
-        "non_embedding_params": count_non_embedding_params(mcfg),
-        "tokens": step * tokens_per_step,
-        "flops": step * tokens_per_step * fpt,
-        "flops_per_token": fpt,
-        "final_train_loss": train_loss,
-        "final_val_loss": val_loss,
-        "tokens_per_s": tokens_per_s,
-        "mfu": mfu(tokens_per_s) if tokens_per_s else None,
-        "device": str(device),
-        "dtype": dtype,
-        "world_size": d.world,
-        "vocab_size": mcfg.vocab_size,
-        "config_hash": cfg.config_hash(),
-        "model": mcfg.to_dict(),
-        "out": str(run.path),
-    }
-    if d.main:
-        atomic_write_json(run.summary, summary)
-    if d.world > 1:
-        dist.barrier()
-    return summary
+    trainer = Trainer(cfg, dataset, device, d, run, say)
+    return trainer.finish(trainer.run_steps(on_eval))

@@ -31,7 +31,7 @@ def measure_flops_per_s(spec: RunSpec, data: str, threads: int | None) -> tuple[
         t0 = time.perf_counter()
         summary = train(cfg, log=lambda msg: None)
         wall = time.perf_counter() - t0
-    return summary["tokens_per_s"] * summary["flops_per_token"], wall
+    return summary.tokens_per_s * summary.flops_per_token, wall
 
 
 def estimate_seconds(specs: list[RunSpec], data: str, threads: int | None) -> tuple[dict[str, float], str]:

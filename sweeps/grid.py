@@ -10,20 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gptcore.config import (
+    TRAIN_RULES,
     count_non_embedding_params,
     count_params,
     flops_per_token_with_attention,
     shape_for_params,
+    train_setting_error,
 )
 from gptcore.errors import UserError
-from gptcore.schedule import SCHEDULES
 from scaling.units import format_size, parse_size
 from sweeps import hparams
 
@@ -36,37 +35,12 @@ PRESET_DIR = Path(__file__).with_name("grids")
 GRID_KEYS = {"description", "params", "tokens", "compute", "sizes", "ctx", "seed", "train"}
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)  # TOML's true is not a count
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-_POSITIVE_INT = (lambda v: _is_int(v) and v > 0, "a positive integer")
-# Trainer settings a grid may fix for every run (the rest come from the rules in sweeps.hparams), each with
-# its check and what it allows: a bad value is refused when the grid is read, not when every run fails.
-# The comparisons are written so that NaN fails every one.
-TRAIN_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
-    "lr": (lambda v: _is_number(v) and 0 < v < math.inf, "a finite number > 0"),
-    "batch_size": _POSITIVE_INT,
-    "warmup": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "eval_every": _POSITIVE_INT,
-    "eval_batches": _POSITIVE_INT,
-    "checkpoint_every": _POSITIVE_INT,
-    "dtype": (lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
-    "device": (lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", v) is not None,
-               "one of auto, cpu, mps, cuda, cuda:N"),
-    "compile": (lambda v: isinstance(v, bool), "true or false"),
-    "weight_decay": (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number >= 0"),
-    "beta1": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "beta2": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "grad_clip": (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number >= 0 (0: no clipping)"),
-    "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-    "min_lr_ratio": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-}
-TRAIN_KEYS = set(TRAIN_RULES)
+# The trainer settings a grid may fix for every run (the rest come from the rules in sweeps.hparams): every
+# TrainConfig setting but those a sweep sets itself (the budget, seed, threads, progress and sampling) and
+# grad_accum (a grid's batch_size is a step's sequences). Values are checked by gptcore.config.TRAIN_RULES,
+# the trainer's own validator, when the grid is read, not when every run fails.
+SET_BY_THE_SWEEP = frozenset({"tokens", "max_steps", "seed", "threads", "progress", "sample_tokens", "grad_accum"})
+TRAIN_KEYS = frozenset(TRAIN_RULES) - SET_BY_THE_SWEEP
 ISOFLOP_SPAN = 16.0  # an isoFLOP grid spans sizes from centre/4 to centre*4
 TOKENS_PER_PARAM = 20.0  # Hoffmann et al. 2022: compute-optimal D is about 20 N; the isoFLOP grids centre there
 
@@ -188,9 +162,9 @@ def _check_train(train: object, where: str) -> dict:
             f"{where}: unknown [train] key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(TRAIN_KEYS))}"
         )
     for key, value in train.items():
-        ok, allowed = TRAIN_RULES[key]
-        if not ok(value):
-            raise UserError(f"{where}: [train] {key} must be {allowed}, got {value!r}")
+        error = train_setting_error(key, value)
+        if error:
+            raise UserError(f"{where}: [train] {error}")
     return dict(train)
 
 

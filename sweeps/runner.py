@@ -157,13 +157,13 @@ def run_claimed(
         from gptcore.train import train
 
         cfg = train_config(spec, settings["data"], out, threads, settings.get("device", "auto"))
-        summary = train(cfg, log=lambda msg: _append(out / "train.log", msg))
-        status = summary["status"]
+        result = train(cfg, log=lambda msg: _append(out / "train.log", msg))
+        status = result.status
         if status == "diverged":
-            reason = f"loss not finite at step {summary.get('diverged_step')}"
-        prov = provenance(spec.config_hash, settings["data"], settings["data_hash"], summary["device"])
+            reason = f"loss not finite at step {result.diverged_step}"
+        prov = provenance(spec.config_hash, settings["data"], settings["data_hash"], result.device)
         atomic_write_json(out / "provenance.json", prov)
-        summary = summary | {"provenance": prov}
+        summary = result.to_json() | {"provenance": prov}
     except passthrough:
         raise
     except Exception as e:  # a bad run must not stop the sweep: record why and go on

@@ -1,12 +1,13 @@
 """`scaling tune`: one Optuna study per model size over the learning rate, then the law lr_opt(N).
 
 Each trial trains the size on a short budget (its smallest token budget in the grid, or --trial-tokens) with an
-LR drawn log-uniformly around Kaplan's rule, reporting every validation loss to Optuna, which prunes
-trials that fall behind (MedianPruner or Hyperband). A diverged or crashed trial is recorded as FAIL with
-its reason; the study goes on. Studies live in an Optuna storage, so a second `scaling tune` resumes them:
-trials already finished count toward --trials, and trials left RUNNING by a killed process are failed
-by Optuna's heartbeat (RDB storages). Then lr_opt(N) = c * N^-k is fitted to each size's best LR and
-written to DIR/lr_law.json, which `scaling sweep --lr-law` reads (and finds by default at runs/tune).
+LR drawn log-uniformly around Kaplan's rule, reporting every validation loss to Optuna as the trainer
+measures it (its on_eval callback), which prunes trials that fall behind (MedianPruner or Hyperband). A
+diverged or crashed trial is recorded as FAIL with its reason; the study goes on. Studies live in an Optuna
+storage, so a second `scaling tune` resumes them: trials already finished count toward --trials, and trials
+left RUNNING by a killed process are failed by Optuna's heartbeat (RDB storages). Then lr_opt(N) = c * N^-k
+is fitted to each size's best LR and written to DIR/lr_law.json, which `scaling sweep --lr-law` reads (and
+finds by default at runs/tune). The command (scaling.commands.tune) draws the trials' plot.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import warnings
 from pathlib import Path
@@ -85,56 +85,45 @@ def study_name(grid_name: str, spec: RunSpec) -> str:
     return f"{grid_name}-{spec.run_id.rsplit('-D', 1)[0]}-{key.config_hash[:8]}"
 
 
-class _EvalReporter:
-    """The trainer's log hook: reads new metrics rows and reports each val loss to the trial.
+def pruning_callback(trial, last_step: int):
+    """The trainer's on_eval for a trial: each val loss goes to Optuna as it is measured, and a trial the
+    pruner says has fallen behind stops there (optuna.TrialPruned). The last evaluation is the trial's
+    result, so it is reported but never pruned."""
 
-    The trainer writes an eval row just after logging it, so a row is reported at the next log call (the
-    next eval or the end of the run); pruning therefore acts one eval late.
-    """
-
-    def __init__(self, trial, metrics: Path):
-        self.trial, self.metrics, self.offset = trial, metrics, 0
-
-    def __call__(self, message: str) -> None:
+    def on_eval(step: int, val_loss: float) -> None:
         import optuna
 
-        if not self.metrics.exists():
-            return
-        with open(self.metrics, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        self.offset += len(complete)
-        for line in complete.decode().splitlines():
-            row = json.loads(line)
-            if "val_loss" in row and math.isfinite(row["val_loss"]):
-                self.trial.report(row["val_loss"], row["step"])
-                if self.trial.should_prune():
-                    raise optuna.TrialPruned(f"val loss {row['val_loss']:.4f} at step {row['step']}")
+        if not math.isfinite(val_loss):
+            return  # a diverging trial: the trainer reports it as diverged at its next step
+        trial.report(val_loss, step)
+        if step < last_step and trial.should_prune():
+            raise optuna.TrialPruned(f"val loss {val_loss:.4f} at step {step}")
+
+    return on_eval
 
 
 def objective(spec: RunSpec, data: str, trial_root: Path, threads: int | None, lr_range: tuple[float, float]):
     def run(trial) -> float:
         import optuna
 
-        from gptcore.train import train
+        from gptcore.train import total_steps_for, train
         from sweeps.runner import train_config
 
         lr = trial.suggest_float("lr", *lr_range, log=True)
         out = trial_root / f"trial-{trial.number:04d}"
         cfg = train_config(dataclasses.replace(spec, lr=lr, lr_source="tune"), data, out, threads)
         try:
-            summary = train(cfg, log=_EvalReporter(trial, out / "metrics.jsonl"))
+            summary = train(cfg, log=lambda msg: None, on_eval=pruning_callback(trial, total_steps_for(cfg, 1)))
         except optuna.TrialPruned:
             raise
         except Exception as e:  # recorded as FAIL with the reason; the study goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}".splitlines()[0][:300])
             raise
-        if summary["status"] == "diverged":
-            reason = f"diverged: loss not finite at step {summary['diverged_step']}"
+        if summary.status == "diverged":
+            reason = f"diverged: loss not finite at step {summary.diverged_step}"
             trial.set_user_attr("fail_reason", reason)
             raise TrialDiverged(reason)
-        return summary["final_val_loss"]
+        return summary.final_val_loss
 
     return run
 
@@ -243,9 +232,9 @@ def run_tune(
     storage_url: str | None,
     data_dir: Path | None,
     tokens: int | None,
-    plot: bool = True,
-) -> int:
-    """Tune every size of `grid`, write trials.csv, lr_law.json and the plot into `out`."""
+) -> Path:
+    """Tune every size of `grid`, write trials.csv and lr_law.json into `out`; returns trials.csv's path
+    (the command draws it: a runner does not draw)."""
     import optuna
 
     from gptcore.data import open_dataset
@@ -292,12 +281,7 @@ def run_tune(
         print(f"lr_opt(N) = {law.coef:.4g} * N^-{law.exponent:.3f} (N non-embedding) -> {out / LR_LAW_NAME}")
     else:
         print("lr_opt(N): not fitted (fewer than two sizes with a completed trial)")
-    if plot:
-        from analysis.tune_plots import plot_loss_vs_lr
-
-        plot_loss_vs_lr(out / TRIALS_CSV, out / "loss_vs_lr.png")
-        print(f"plot: {out / 'loss_vs_lr.png'}")
-    return 0
+    return out / TRIALS_CSV
 
 
 def _best(study):

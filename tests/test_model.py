@@ -17,7 +17,9 @@ from gptcore.config import (
     shape_for_params,
 )
 from gptcore.errors import UserError
-from gptcore.model import GPT, estimate_mfu, measure_matmul_peaks, peak_flops_per_s
+from gptcore.hardware import measure_matmul_peaks, peak_flops_per_s
+from gptcore.head import HeadCrossEntropy
+from gptcore.model import GPT, estimate_mfu
 
 
 def _meta_model(cfg: GPTConfig) -> GPT:
@@ -144,8 +146,6 @@ def test_measuring_the_peak_leaves_the_global_rng_alone():
 
 
 def test_head_cross_entropy_matches_autograd_of_plain_cross_entropy():
-    from gptcore.model import HeadCrossEntropy
-
     gen = torch.Generator().manual_seed(0)
     h = torch.randn(12, 8, generator=gen, requires_grad=True)
     w = torch.randn(50, 8, generator=gen, requires_grad=True)
@@ -160,8 +160,6 @@ def test_head_cross_entropy_matches_autograd_of_plain_cross_entropy():
 
 def test_head_cross_entropy_under_bf16_autocast_matches_autocast_of_plain_cross_entropy():
     """bf16: the head's matmuls and its (rows x vocab) buffer in bf16, as autocast runs the plain path."""
-    from gptcore.model import HeadCrossEntropy
-
     gen = torch.Generator().manual_seed(0)
     h = torch.randn(64, 32, generator=gen, requires_grad=True)
     w = (0.3 * torch.randn(5000, 32, generator=gen)).requires_grad_()
@@ -180,8 +178,6 @@ def test_head_cross_entropy_under_bf16_autocast_matches_autocast_of_plain_cross_
 
 def test_head_cross_entropy_of_a_target_beyond_float_range_is_exact_not_infinite():
     """A target e^-200 less likely than the top token underflows the softmax; its loss comes from the logits."""
-    from gptcore.model import HeadCrossEntropy
-
     h = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
     w = torch.tensor([[100.0, 0.0], [-100.0, 0.0], [0.0, 0.0]], requires_grad=True)
     t = torch.tensor([1, 2])  # row 0: logits (100, -100, 0), target -100; row 1: all logits 0
@@ -193,51 +189,63 @@ def test_head_cross_entropy_of_a_target_beyond_float_range_is_exact_not_infinite
         assert torch.isfinite(h.grad).all() and torch.isfinite(w.grad).all()
 
 
-def test_training_loss_equals_eval_loss_path():
+def test_training_and_evaluation_losses_are_one_computation():
+    """Evaluation (no grad) and training (grad) run the same head kernel: the same loss to the last bit,
+    and the cross-entropy of the plain logits."""
+    torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=300, ctx=16, n_layer=1, n_head=2, d_model=16)
     model = GPT(cfg)
     idx = torch.randint(0, 300, (2, 16))
     with torch.no_grad():
-        plain = model(idx, idx).item()  # no grad: F.cross_entropy on the logits
-    assert model(idx, idx).item() == pytest.approx(plain, abs=1e-5)  # grad: HeadCrossEntropy
+        evaluation = model(idx, idx)
+        plain = torch.nn.functional.cross_entropy(model(idx).view(-1, 300), idx.view(-1))
+    training = model(idx, idx)
+    assert training.requires_grad and not evaluation.requires_grad
+    assert training.item() == evaluation.item()
+    assert evaluation.item() == pytest.approx(plain.item(), abs=1e-5)
+    for dtype in (torch.float32, torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype == torch.bfloat16):
+            with torch.no_grad():
+                evaluation = model(idx, idx)
+            assert model(idx, idx).item() == evaluation.item()
 
 
 def test_a_peak_measured_under_load_is_measured_again_once_a_run_beats_it(tmp_path, monkeypatch):
     """A cached peak below a rate a run achieved was taken on a loaded machine: never an MFU above 1."""
     import json
 
-    from gptcore import model as model_module
+    from gptcore import hardware
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    measured = model_module.cpu_matmul_peak("fp32")  # measured and cached
+    measured = hardware.cpu_matmul_peak("fp32")  # measured and cached
     path = tmp_path / "scaling" / "cpu_matmul_peak.json"
     cache = json.loads(path.read_text())
     (key,) = cache
     cache[key] = {"fp32": 1.0, "bf16": 1.0}  # as if measured while other jobs held the cores
     path.write_text(json.dumps(cache))
-    assert model_module.cpu_matmul_peak("fp32") == 1.0  # cached: no new measurement without evidence
+    assert hardware.cpu_matmul_peak("fp32") == 1.0  # cached: no new measurement without evidence
     achieved = measured / 100
-    again = model_module.cpu_matmul_peak("fp32", at_least=achieved)
+    again = hardware.cpu_matmul_peak("fp32", at_least=achieved)
     assert again >= achieved and again > 1.0
     assert json.loads(path.read_text())[key]["fp32"] == again
-    assert model_module.cpu_matmul_peak("fp32", at_least=1e30) == 1e30  # at least what a run achieved
+    assert hardware.cpu_matmul_peak("fp32", at_least=1e30) == 1e30  # at least what a run achieved
 
 
 def test_the_peak_cache_keeps_one_entry_per_cpu_model(tmp_path, monkeypatch):
     """One home directory serves nodes of different CPUs: a peak measured on one is never another's."""
     import json
 
-    from gptcore import model as model_module
+    from gptcore import hardware
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = tmp_path / "scaling" / "cpu_matmul_peak.json"
-    monkeypatch.setattr(model_module, "cpu_model_name", lambda: "Intel(R) Xeon(R) Platinum")
-    model_module.cpu_matmul_peak("fp32")
+    monkeypatch.setattr(hardware, "cpu_model_name", lambda: "Intel(R) Xeon(R) Platinum")
+    hardware.cpu_matmul_peak("fp32")
     (xeon_key,) = json.loads(path.read_text())
     cache = {xeon_key: {"fp32": 1.0, "bf16": 1.0}}
     path.write_text(json.dumps(cache))
-    monkeypatch.setattr(model_module, "cpu_model_name", lambda: "AMD EPYC")
-    assert model_module.cpu_matmul_peak("fp32") > 1.0  # measured afresh, not the Xeon's figure
+    monkeypatch.setattr(hardware, "cpu_model_name", lambda: "AMD EPYC")
+    assert hardware.cpu_matmul_peak("fp32") > 1.0  # measured afresh, not the Xeon's figure
     keys = json.loads(path.read_text())
     assert len(keys) == 2 and keys[xeon_key] == {"fp32": 1.0, "bf16": 1.0}
     assert any(k.startswith("AMD EPYC|") for k in keys)

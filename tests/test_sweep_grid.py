@@ -149,9 +149,41 @@ def test_a_binary_grid_file_is_a_one_line_error_for_the_demo_too(tmp_path, capsy
 def test_every_train_setting_a_grid_allows_is_checked_and_good_values_pass():
     good = {"lr": 3e-3, "batch_size": 8, "warmup": 0, "eval_every": 10, "eval_batches": 2, "checkpoint_every": 5,
             "dtype": "bf16", "device": "cpu", "compile": False, "weight_decay": 0, "beta1": 0.9, "beta2": 0.95,
-            "grad_clip": 0.0, "schedule": "wsd", "min_lr_ratio": 1}
+            "grad_clip": 0.0, "schedule": "wsd", "min_lr_ratio": 1, "wsd_decay_fraction": 0.5}
     assert set(good) == TRAIN_KEYS
     assert make_grid("g", params="12K", tokens="64K", train=good).train == good
+
+
+def test_a_grid_sets_wsd_decay_fraction_and_the_trainer_gets_it(tmp_path):
+    from sweeps.runner import train_config
+
+    text = 'params = ["12K"]\ntokens = ["32K"]\nctx = 64\n[train]\nschedule = "wsd"\nwsd_decay_fraction = 0.35\n'
+    (run,) = resolve(grid_from_toml(text, "t", "t.toml"), VOCAB, "data")
+    cfg = train_config(run, "data", tmp_path / "run", threads=1)
+    assert cfg.schedule == "wsd" and cfg.wsd_decay_fraction == 0.35
+    (default,) = resolve(grid_from_toml(text.replace("0.35", "0.2"), "t", "t.toml"), VOCAB, "data")
+    assert default.config_hash != run.config_hash  # another decay is another config
+
+
+@pytest.mark.parametrize("setting, flag", [
+    ("wsd_decay_fraction = 1.5", ["--wsd-decay-fraction", "1.5"]),
+    ("min_lr_ratio = -1.0", ["--min-lr-ratio", "-1"]),
+    ("lr = inf", ["--lr", "inf"]),
+    ("weight_decay = -0.5", ["--weight-decay", "-0.5"]),
+])
+def test_a_bad_setting_gives_the_same_one_line_message_in_a_grid_as_on_the_train_command(
+        tmp_path, capsys, prepared_data, setting, flag):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'params = ["12K"]\ntokens = ["32K"]\n[train]\n{setting}\n')
+    assert main(["sweep", "--grid", str(path), "--out", str(tmp_path / "sweep"), "--dry-run", "--no-estimate"]) == 2
+    grid_err = capsys.readouterr().err.strip()
+    assert main(["train", "--data", str(prepared_data), "--out", str(tmp_path / "run"), "--max-steps", "1", *flag]) == 2
+    cli_err = capsys.readouterr().err.strip()
+    assert len(grid_err.splitlines()) == len(cli_err.splitlines()) == 1
+    cli_message = cli_err.removeprefix("scaling train: error: ")
+    assert cli_message.startswith(setting.split()[0] + " must be ") and cli_message != cli_err
+    assert grid_err == f"scaling sweep: error: {path}: [train] {cli_message}"
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -123,14 +123,14 @@ def test_diverged_run_is_reported_not_raised(prepared_data, tmp_path):
         sample_tokens=0, progress=False,
     )
     summary = train(cfg, log=lambda msg: None)
-    assert summary["status"] == "diverged"
-    assert 1 < summary["diverged_step"] <= 50 and summary["steps"] == summary["diverged_step"] - 1
+    assert summary.status == "diverged"
+    assert 1 < summary.diverged_step <= 50 and summary.steps == summary.diverged_step - 1
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
 
 
 def test_train_config_rejects_bad_budgets():
     m = GPTConfig(vocab_size=10, ctx=8, n_layer=1, n_head=1, d_model=8)
-    with pytest.raises(UserError, match="tokens must be positive"):
+    with pytest.raises(UserError, match="tokens must be a positive integer, got -5"):
         from gptcore.train import TrainConfig
 
         TrainConfig(model=m, data="d", out="o", tokens=-5)
@@ -140,14 +140,18 @@ def test_train_config_rejects_bad_budgets():
 
 @pytest.mark.parametrize("field, value, match", [
     ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
-    ("min_lr_ratio", 1.5, r"min_lr_ratio must be in \[0, 1\], got 1.5"),
-    ("wsd_decay_fraction", -0.1, r"wsd_decay_fraction must be in \[0, 1\], got -0.1"),
+    ("min_lr_ratio", 1.5, r"min_lr_ratio must be a number in \[0, 1\], got 1.5"),
+    ("wsd_decay_fraction", -0.1, r"wsd_decay_fraction must be a number in \[0, 1\], got -0.1"),
     ("grad_clip", float("inf"), "grad_clip must be a finite number >= 0"),
-    ("beta1", 1.0, r"beta1 must be in \[0, 1\), got 1.0"),
-    ("beta2", -0.5, r"beta2 must be in \[0, 1\), got -0.5"),
-    ("threads", 0, "threads must be positive, got 0"),
-    ("checkpoint_every", -3, "checkpoint_every must be positive, got -3"),
-    ("sample_tokens", -1, "sample_tokens must not be negative, got -1"),
+    ("beta1", 1.0, r"beta1 must be a number in \[0, 1\), got 1.0"),
+    ("beta2", -0.5, r"beta2 must be a number in \[0, 1\), got -0.5"),
+    ("threads", 0, "threads must be a positive integer, got 0"),
+    ("checkpoint_every", -3, "checkpoint_every must be a positive integer, got -3"),
+    ("sample_tokens", -1, "sample_tokens must be an integer >= 0, got -1"),
+    ("batch_size", 2.5, "batch_size must be a positive integer, got 2.5"),
+    ("seed", -1, "seed must be an integer >= 0, got -1"),
+    ("schedule", "linear", "schedule must be one of cosine, wsd, got 'linear'"),
+    ("device", "tpu", "device must be one of auto, cpu, mps, cuda, cuda:N, got 'tpu'"),
 ])
 def test_train_config_names_the_field_out_of_range(field, value, match):
     """Sweeps build TrainConfig from grid files, so each error names the field as the config spells it."""
@@ -171,9 +175,9 @@ def test_the_resolved_dtype_is_what_the_run_records_and_hashes(prepared_data, tm
     resolved = resolve_dtype("auto", torch.device("cpu"))
     first = train(cfg("auto", 2), log=lambda msg: None)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert recorded["train"]["dtype"] == first["dtype"] == resolved
-    assert recorded["config_hash"] == first["config_hash"] == cfg(resolved, 2).config_hash()
-    assert train(cfg(resolved, 2), log=lambda msg: None)["config_hash"] == first["config_hash"]  # finished, kept
+    assert recorded["train"]["dtype"] == first.dtype == resolved
+    assert recorded["config_hash"] == first.config_hash == cfg(resolved, 2).config_hash()
+    assert train(cfg(resolved, 2), log=lambda msg: None).config_hash == first.config_hash  # finished, kept
     other = "bf16" if resolved == "fp32" else "fp32"
     with pytest.raises(UserError, match="different config"):
         train(cfg(other, 2), log=lambda msg: None)
@@ -181,11 +185,11 @@ def test_the_resolved_dtype_is_what_the_run_records_and_hashes(prepared_data, tm
 
 def test_no_step_reports_an_mfu_above_one_after_a_peak_measured_under_load(prepared_data, tmp_path, monkeypatch):
     """A cached CPU peak far below what the run achieves is measured again at the first step that beats it."""
-    from gptcore import model as model_module
+    from gptcore import hardware
     from gptcore.train import TrainConfig, train
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    model_module.cpu_matmul_peak("fp32")
+    hardware.cpu_matmul_peak("fp32")
     path = tmp_path / "cache" / "scaling" / "cpu_matmul_peak.json"
     (key,) = json.loads(path.read_text())
     path.write_text(json.dumps({key: {"fp32": 1.0, "bf16": 1.0}}))  # as if measured with the cores busy
@@ -195,7 +199,7 @@ def test_no_step_reports_an_mfu_above_one_after_a_peak_measured_under_load(prepa
         dtype="fp32", device="cpu", sample_tokens=0, eval_batches=1, progress=False), log=lambda msg: None)
     assert list(json.loads(path.read_text())) == [key]  # the run's threads: the same cache entry
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert all(0 < row["mfu"] <= 1 for row in rows) and 0 < summary["mfu"] <= 1
+    assert all(0 < row["mfu"] <= 1 for row in rows) and 0 < summary.mfu <= 1
     assert json.loads(path.read_text())[key]["fp32"] > 1.0
 
 
@@ -204,7 +208,7 @@ def test_bf16_autocast_training_follows_fp32_on_real_text(prepared_data, tmp_pat
     """The bf16 head (its softmax, its loss and gradients in bf16) learns as fp32 does, step for step."""
     from gptcore.train import TrainConfig, train
 
-    def run(dtype: str) -> tuple[dict, list[float]]:
+    def run(dtype: str):
         out = tmp_path / dtype
         summary = train(TrainConfig(
             model=GPTConfig(vocab_size=_vocab(prepared_data), ctx=64, n_layer=2, n_head=2, d_model=64),
@@ -215,7 +219,7 @@ def test_bf16_autocast_training_follows_fp32_on_real_text(prepared_data, tmp_pat
         return summary, [r["val_loss"] for r in rows if r.get("val_loss") is not None]
 
     (fp32, fp32_val), (bf16, bf16_val) = run("fp32"), run("bf16")
-    assert bf16["dtype"] == "bf16" and fp32["dtype"] == "fp32"
+    assert bf16.dtype == "bf16" and fp32.dtype == "fp32"
     assert len(bf16_val) == len(fp32_val) >= 3
     assert bf16_val[-1] < math.log(_vocab(prepared_data)) - 3.5  # it learned
     for a, b in zip(bf16_val, fp32_val, strict=True):
@@ -233,6 +237,82 @@ def test_a_finished_run_whose_summary_was_deleted_rebuilds_it_with_its_throughpu
     first = train(cfg, log=lambda msg: None)
     (tmp_path / "run" / "summary.json").unlink()
     again = train(cfg, log=lambda msg: None)
-    assert first["tokens_per_s"] > 0 and again["tokens_per_s"] == pytest.approx(first["tokens_per_s"])
-    assert again["mfu"] == pytest.approx(first["mfu"])
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["tokens_per_s"] == again["tokens_per_s"]
+    assert first.tokens_per_s > 0 and again.tokens_per_s == pytest.approx(first.tokens_per_s)
+    assert again.mfu == pytest.approx(first.mfu)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["tokens_per_s"] == again.tokens_per_s
+
+
+def _small_cfg(prepared_data, out: Path, **kw):
+    from gptcore.train import TrainConfig
+
+    return TrainConfig(**{
+        "model": GPTConfig(vocab_size=_vocab(prepared_data), ctx=16, n_layer=1, n_head=1, d_model=16, dropout=0.1),
+        "data": str(prepared_data), "out": str(out), "batch_size": 2, "max_steps": 8, "eval_every": 2,
+        "eval_batches": 1, "checkpoint_every": 3, "threads": 1, "dtype": "fp32", "device": "cpu",
+        "sample_tokens": 0, "progress": False, **kw})
+
+
+def test_on_eval_sees_every_eval_and_its_stop_is_a_resumable_pause(prepared_data, tmp_path):
+    """on_eval gets (step, val loss) at each eval; returning true stops there (checkpointed, no summary.json),
+    and re-running finishes the run exactly as if it had never stopped."""
+    from gptcore.train import train
+
+    seen = []
+    whole = train(_small_cfg(prepared_data, tmp_path / "whole"), log=lambda m: None,
+                  on_eval=lambda step, loss: seen.append((step, loss)))
+    rows = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert seen == [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    assert [s for s, _ in seen] == [2, 4, 6, 8]
+
+    out = tmp_path / "paused"
+    stopped = train(_small_cfg(prepared_data, out), log=lambda m: None, on_eval=lambda step, loss: step == 4)
+    assert stopped.status == "stopped" and stopped.steps == 4 and not (out / "summary.json").exists()
+    from gptcore import checkpoint
+
+    assert checkpoint.load(out)["step"] == 4  # checkpointed where it stopped, though 4 is not a multiple of 3
+    resumed = train(_small_cfg(prepared_data, out), log=lambda m: None)  # step 4 is not a checkpoint step
+    assert resumed.status == "completed" and resumed.steps == 8
+    assert (resumed.final_train_loss, resumed.final_val_loss) == (whole.final_train_loss, whole.final_val_loss)
+    assert _losses(out) == _losses(tmp_path / "whole")
+
+
+def test_an_exception_from_on_eval_stops_the_run_and_propagates(prepared_data, tmp_path):
+    from gptcore.train import train
+
+    class Pruned(Exception):
+        pass
+
+    def prune(step, loss):
+        raise Pruned(step)
+
+    with pytest.raises(Pruned):
+        train(_small_cfg(prepared_data, tmp_path / "run"), log=lambda m: None, on_eval=prune)
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and not (tmp_path / "run" / "summary.json").exists()  # stopped at the first eval
+
+
+def test_the_summary_is_summary_json_and_the_checkpoint_keeps_its_keys(prepared_data, tmp_path):
+    """summary.json is TrainSummary.to_json(), read back equal; ckpt.pt keeps the keys older code wrote, and a
+    checkpoint from before first_steps was saved still resumes."""
+    from gptcore import checkpoint
+    from gptcore.train import TrainSummary, train
+
+    cfg = _small_cfg(prepared_data, tmp_path / "run", max_steps=3)
+    summary = train(cfg, log=lambda m: None)
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert on_disk == summary.to_json() and TrainSummary.from_json(on_disk) == summary
+    assert list(on_disk)[:4] == ["status", "diverged_step", "steps", "params"] and len(on_disk) == 19
+    ck = checkpoint.load(tmp_path / "run")
+    assert set(ck) == {"format", "config_hash", "train_config", "model_config", "step", "tokens", "model",
+                       "optimizer", "rng", "vocab", "steady_tokens", "steady_seconds", "first_steps",
+                       "train_loss", "val_loss"}
+    assert ck["step"] == 3 and ck["tokens"] == 3 * 2 * 16 and len(ck["first_steps"]) == 3
+
+    # An older checkpoint (no first_steps) taken at step 4 of 8: the run resumes from it, bitwise.
+    whole = train(_small_cfg(prepared_data, tmp_path / "whole"), log=lambda m: None)
+    old = tmp_path / "old"
+    train(_small_cfg(prepared_data, old), log=lambda m: None, on_eval=lambda step, loss: step == 4)
+    ck = checkpoint.load(old)
+    checkpoint.save(old / "ckpt.pt", {k: v for k, v in ck.items() if k not in ("format", "first_steps")})
+    resumed = train(_small_cfg(prepared_data, old), log=lambda m: None)
+    assert resumed.final_val_loss == whole.final_val_loss and _losses(old) == _losses(tmp_path / "whole")

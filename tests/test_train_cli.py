@@ -44,12 +44,14 @@ def test_negative_tokens(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("flags, match", [
-    (["--threads", "-1"], "threads must be positive, got -1"),
+    (["--threads", "-1"], "threads must be a positive integer, got -1"),
     (["--lr", "inf"], "lr must be a finite number > 0, got inf"),
-    (["--min-lr-ratio", "-1"], "min_lr_ratio must be in [0, 1], got -1"),
+    (["--min-lr-ratio", "-1"], "min_lr_ratio must be a number in [0, 1], got -1.0"),
+    (["--wsd-decay-fraction", "2"], "wsd_decay_fraction must be a number in [0, 1], got 2.0"),
     (["--weight-decay", "-1"], "weight_decay must be a finite number >= 0, got -1"),
     (["--grad-clip", "-1"], "grad_clip must be a finite number >= 0 (0: no clipping), got -1"),
-    (["--checkpoint-every", "0"], "checkpoint_every must be positive, got 0"),
+    (["--checkpoint-every", "0"], "checkpoint_every must be a positive integer, got 0"),
+    (["--seed", "-1"], "seed must be an integer >= 0, got -1"),
 ])
 def test_out_of_range_training_flags(capsys, prepared_data, tmp_path, flags, match):
     _one_line_error(capsys, ["train", "--data", str(prepared_data), "--out", str(tmp_path / "o"), *TINY, *flags],

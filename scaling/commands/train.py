@@ -10,6 +10,9 @@ from gptcore.fileio import dumps_json
 
 
 def register(subparsers) -> None:
+    from gptcore.config import DTYPES
+    from gptcore.schedule import SCHEDULES
+
     p = subparsers.add_parser(
         "train",
         help="train a GPT model (re-running the same command resumes)",
@@ -36,7 +39,9 @@ def register(subparsers) -> None:
     t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     t.add_argument("--min-lr-ratio", type=float, default=0.1, help="final LR as a fraction of the peak")
     t.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
-    t.add_argument("--schedule", choices=("cosine", "wsd"), default="cosine")
+    t.add_argument("--schedule", choices=SCHEDULES, default="cosine")
+    t.add_argument("--wsd-decay-fraction", type=float, default=0.2,
+                   help="wsd: the final fraction of the steps over which the LR decays")
     t.add_argument("--weight-decay", type=float, default=0.1)
     t.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
     t.add_argument("--seed", type=int, default=1337)
@@ -49,13 +54,13 @@ def register(subparsers) -> None:
     io.add_argument("--sample-tokens", type=int, default=32, help="tokens sampled at each evaluation")
     io.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: --eval-every)")
     io.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    io.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+    io.add_argument("--dtype", choices=DTYPES, default="auto",
                     help="auto: bf16 autocast on CUDA, and on CPU when its measured bf16 matmul is fast")
     io.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     io.add_argument("--compile", action="store_true", help="torch.compile the model (slow first steps)")
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
     io.add_argument("--json", action="store_true", help="print the summary as one JSON line, last on stdout")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=run)
 
 
 def _size(text: str) -> int:
@@ -71,9 +76,9 @@ def _size(text: str) -> int:
 def bundled_data_dir() -> Path:
     """The bundled corpus, prepared once (compact vocabulary) into the user's cache."""
     from gptcore.data import BUNDLED_CORPUS, prepare
+    from gptcore.fileio import cache_dir
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scaling"
-    out = cache / "data" / "gutenberg-mini-gpt2-compact"
+    out = cache_dir() / "data" / "gutenberg-mini-gpt2-compact"
     prepare(BUNDLED_CORPUS, out, tokenizer="gpt2-compact")
     return out
 
@@ -90,7 +95,7 @@ def model_config(args, vocab_size: int):
     return GPTConfig(n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model, ctx=ctx, **extra)
 
 
-def handle(args) -> int:
+def run(args) -> int:
     from gptcore.data import open_dataset
     from gptcore.train import TrainConfig, train
 
@@ -101,6 +106,7 @@ def handle(args) -> int:
         batch_size=args.batch_size, grad_accum=args.grad_accum, tokens=args.tokens,
         max_steps=args.max_steps if args.max_steps is not None or args.tokens is not None else 500,
         lr=args.lr, min_lr_ratio=args.min_lr_ratio, warmup=args.warmup, schedule=args.schedule,
+        wsd_decay_fraction=args.wsd_decay_fraction,
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_every=args.eval_every,
         eval_batches=args.eval_batches, sample_tokens=args.sample_tokens,
         checkpoint_every=args.checkpoint_every,
@@ -111,13 +117,11 @@ def handle(args) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
-        print(dumps_json(summary), flush=True)
+        print(dumps_json(summary.to_json()), flush=True)
     else:
-        tps = summary["tokens_per_s"]
-        mfu = summary["mfu"]
-        train_loss, val_loss = summary["final_train_loss"], summary["final_val_loss"]
-        print(f"{summary['status']}: {summary['steps']} steps, {summary['tokens']:,} tokens, "
-              f"train loss {train_loss or float('nan'):.4f}, val loss {val_loss or float('nan'):.4f}, "
-              f"{tps or 0:,.0f} tokens/s, MFU {'n/a' if mfu is None else f'{mfu:.1%}'}; "
-              f"run in {summary['out']}")
+        s = summary
+        print(f"{s.status}: {s.steps} steps, {s.tokens:,} tokens, "
+              f"train loss {s.final_train_loss or float('nan'):.4f}, val loss {s.final_val_loss or float('nan'):.4f}, "
+              f"{s.tokens_per_s or 0:,.0f} tokens/s, MFU {'n/a' if s.mfu is None else f'{s.mfu:.1%}'}; "
+              f"run in {s.out}")
     return 0

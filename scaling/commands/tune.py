@@ -40,10 +40,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--lr-range", help="LR search range LO,HI (default: Kaplan's rule /10 to x10 for each size)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=run)
 
 
-def handle(args) -> int:
+def run(args) -> int:
+    from analysis.tune_plots import plot_loss_vs_lr
     from scaling.units import parse_size
     from sweeps.local import available_cores
     from sweeps.tune import TuneOptions, run_tune
@@ -54,7 +55,11 @@ def handle(args) -> int:
     opts = TuneOptions(
         trials=args.trials, pruner=args.pruner, seed=args.seed, lr_range=lr_range, threads=available_cores()
     )
-    return run_tune(grid, args.out, opts, args.storage, args.data, tokens)
+    trials_csv = run_tune(grid, args.out, opts, args.storage, args.data, tokens)
+    plot = trials_csv.with_name("loss_vs_lr.png")
+    plot_loss_vs_lr(trials_csv, plot)
+    print(f"plot: {plot}")
+    return 0
 
 
 def parse_lr_range(text: str) -> tuple[float, float]:

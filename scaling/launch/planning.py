@@ -52,8 +52,7 @@ def training_device(threads: int) -> tuple[str, str, float | None]:
     """
     import torch
 
-    from gptcore.hardware import match_torch_device_name
-    from gptcore.model import peak_flops_per_s
+    from gptcore.hardware import match_torch_device_name, peak_flops_per_s
     from gptcore.train import resolve_device, resolve_dtype
 
     device = resolve_device("auto")
