@@ -398,6 +398,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.raw_model, cfg, device)
         self.total_steps = total_steps_for(cfg, d.world)
         self.tokens_per_step = cfg.batch_size * cfg.grad_accum * d.world * cfg.model.ctx
+        self.flops_per_token = flops_per_token_with_attention(cfg.model)  # PaLM: 6N (head included) + attention
         self.state = TrainState(cfg.config_hash(), cfg.to_dict(), cfg.model.to_dict(),
                                 vocab=_vocab_tensor(dataset.tokenizer))
         if run.ckpt.exists():
@@ -473,8 +474,8 @@ class Trainer:
         st.throughput.add(self.tokens_per_step, seconds)
         st.step += 1
         st.tokens = st.step * self.tokens_per_step
-        fpt = flops_per_token_with_attention(cfg.model)
-        return {"step": st.step, "tokens": st.tokens, "flops": st.tokens * fpt, "train_loss": st.train_loss,
+        return {"step": st.step, "tokens": st.tokens, "flops": st.tokens * self.flops_per_token,
+                "train_loss": st.train_loss,
                 "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": self.tokens_per_step / seconds,
                 "mfu": self.mfu(self.tokens_per_step / seconds)}
 
@@ -554,7 +555,7 @@ class Trainer:
         """The run's summary, written to summary.json unless the run was stopped (rank 0 writes)."""
         cfg, st, mcfg = self.cfg, self.state, self.cfg.model
         tokens_per_s = st.throughput.tokens_per_s()
-        fpt = flops_per_token_with_attention(mcfg)  # PaLM convention: 6N (head included) + attention
+        fpt = self.flops_per_token
         summary = TrainSummary(
             status=status, diverged_step=self.diverged_step, steps=st.step, params=count_params(mcfg),
             non_embedding_params=count_non_embedding_params(mcfg), tokens=st.step * self.tokens_per_step,
