@@ -33,9 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 NO_TORCH = "maths"  # the layer that must not load torch, directly or through what it imports
 
 # Upward imports known and being removed elsewhere: (importer, imported). Empty it as they go.
-ALLOWED_UP: set[tuple[str, str]] = {
-    ("sweeps.tune", "analysis.tune_plots"),  # the tune plot moves to the command (issue 14, trainer's part)
-}
+ALLOWED_UP: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
