@@ -113,7 +113,7 @@ def activation_memory(cfg: GPTConfig, micro_batch: int, precision: str, attentio
     al. 2016's checkpointing per layer: keep each block's input and rebuild one block's activations at a
     time in the backward pass).
 
-    The head (gptcore.model.HeadCrossEntropy) keeps the final LayerNorm's input, its output in the compute
+    The head (gptcore.head.HeadCrossEntropy) keeps the final LayerNorm's input, its output in the compute
     width, and one (rows x vocab) buffer in the compute width: the softmax, turned into the logits'
     gradient in place (bf16 under autocast, never an fp32 copy). The logits themselves live beside it only
     until the forward pass ends: head_transient. Under autocast every matmul also saves a 16-bit copy of

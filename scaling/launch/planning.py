@@ -36,7 +36,7 @@ def cpu_device(precision: str | None = None) -> tuple[str, float]:
     choice unless given, and its measured matmul peak (cached per CPU, threads and torch)."""
     import torch
 
-    from gptcore.model import peak_flops_per_s
+    from gptcore.hardware import peak_flops_per_s
     from gptcore.train import resolve_dtype
 
     cpu = torch.device("cpu")
