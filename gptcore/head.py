@@ -1,18 +1,22 @@
 """The LM head's loss: the mean cross-entropy of the logits h @ w.T against targets, in one kernel.
 
 Used for every loss the model computes: `GPT.forward(idx, targets)` calls `head_cross_entropy` in training
-(with gradients) and in evaluation (under torch.no_grad), so the validation loss is the training loss's
-own arithmetic. Only sampling (`GPT.forward(idx)`, no targets) builds plain logits through `lm_head`.
+(with gradients) and in evaluation (under torch.no_grad). Only sampling (`GPT.forward(idx)`, no targets)
+builds plain logits through `lm_head`.
 
-Why a kernel of its own: one softmax pass in the forward makes both the loss (-log of the target's
-probability) and the logits' gradient (softmax minus one-hot), so neither a log-softmax, its backward, nor
-the zero-filled (rows x vocab) NLL gradient is ever built. On a CPU with the full gpt2 vocabulary those
-memory-bound passes cost as much as the head's matmuls.
+Why a kernel of its own: with gradients, one softmax pass in the forward makes both the loss (-log of the
+target's probability) and the logits' gradient (softmax minus one-hot), so neither a log-softmax, its
+backward, nor the zero-filled (rows x vocab) NLL gradient is ever built. On a CPU with the full gpt2
+vocabulary those memory-bound passes cost as much as the head's matmuls. Without gradients there is no
+buffer to save, so evaluation takes the exact cross-entropy of the same logits in fp32: under bf16 it
+differs from the training arithmetic (-log of a bf16 probability) by about 1e-4, and keeps validation
+losses what they have always been (the sweeps' fits on tiny grids are sensitive to that much).
 """
 
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 
 class HeadCrossEntropy(torch.autograd.Function):
@@ -21,7 +25,7 @@ class HeadCrossEntropy(torch.autograd.Function):
     The upstream gradient (a scalar) scales only the small (rows x d) and (vocab x d) results. The matmuls
     and the (rows x vocab) buffer are in `dtype`: bf16 under autocast, as autocast runs a plain head's
     matmul, so the buffer is half the size and never copied to fp32 (the softmax kernel accumulates in fp32
-    either way). With `need_grad` False (evaluation) the buffer is not turned into a gradient nor kept.
+    either way). With `need_grad` False (evaluation) no buffer is built: the loss is F.cross_entropy's.
     """
 
     @staticmethod
@@ -29,6 +33,8 @@ class HeadCrossEntropy(torch.autograd.Function):
                 need_grad: bool = True) -> torch.Tensor:
         hc, wc = h.to(dtype), w.to(dtype)
         logits = hc @ wc.t()
+        if not need_grad:  # evaluation: the exact loss, as a plain head computes it
+            return F.cross_entropy(logits.float(), targets)
         grad_logits = torch.softmax(logits, dim=-1)
         rows = torch.arange(len(targets), device=targets.device)
         p_target = grad_logits[rows, targets].float()
@@ -41,10 +47,9 @@ class HeadCrossEntropy(torch.autograd.Function):
             losses[tiny] = torch.logsumexp(exact, dim=-1) - exact.gather(1, targets[tiny, None]).squeeze(1)
         del logits
         loss = losses.mean()
-        if need_grad:
-            grad_logits[rows, targets] -= 1.0
-            ctx.save_for_backward(hc, wc, grad_logits)
-            ctx.dtypes = h.dtype, w.dtype
+        grad_logits[rows, targets] -= 1.0
+        ctx.save_for_backward(hc, wc, grad_logits)
+        ctx.dtypes = h.dtype, w.dtype
         return loss
 
     @staticmethod

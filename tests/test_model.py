@@ -189,26 +189,22 @@ def test_head_cross_entropy_of_a_target_beyond_float_range_is_exact_not_infinite
         assert torch.isfinite(h.grad).all() and torch.isfinite(w.grad).all()
 
 
-def test_training_and_evaluation_losses_are_one_computation():
-    """Evaluation (no grad) and training (grad) run the same head kernel: the same loss to the last bit,
-    and the cross-entropy of the plain logits."""
+def test_training_and_evaluation_losses_are_the_heads_cross_entropy():
+    """Both go through gptcore.head: evaluation (no grad) is exactly the plain head's fp32 cross-entropy of the
+    same logits, training the kernel's, equal to it within rounding (fp32) or bf16's resolution."""
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=300, ctx=16, n_layer=1, n_head=2, d_model=16)
     model = GPT(cfg)
     idx = torch.randint(0, 300, (2, 16))
-    with torch.no_grad():
-        evaluation = model(idx, idx)
-        plain = torch.nn.functional.cross_entropy(model(idx).view(-1, 300), idx.view(-1))
-    training = model(idx, idx)
-    assert training.requires_grad and not evaluation.requires_grad
-    assert training.item() == evaluation.item()
-    assert evaluation.item() == pytest.approx(plain.item(), abs=1e-5)
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 1e-2)):
         with torch.autocast("cpu", dtype=dtype, enabled=dtype == torch.bfloat16):
             with torch.no_grad():
                 evaluation = model(idx, idx)
-            assert model(idx, idx).item() == evaluation.item()
-
+                plain = torch.nn.functional.cross_entropy(model(idx).view(-1, 300).float(), idx.view(-1))
+            training = model(idx, idx)
+        assert training.requires_grad and not evaluation.requires_grad
+        assert evaluation.item() == plain.item()
+        assert training.item() == pytest.approx(evaluation.item(), abs=tolerance)
 
 def test_a_peak_measured_under_load_is_measured_again_once_a_run_beats_it(tmp_path, monkeypatch):
     """A cached peak below a rate a run achieved was taken on a loaded machine: never an MFU above 1."""
