@@ -254,7 +254,8 @@ def train_setting_error(name: str, value: object) -> str | None:
 
 
 # Fields that do not change what is computed: they may differ between a run and its resume.
-NOT_HASHED = ("out", "device", "threads", "compile", "checkpoint_every", "progress")
+# init_from is a path: the weights' sha256 (init_from_sha256) is what is hashed, so a moved copy still resumes.
+NOT_HASHED = ("out", "device", "threads", "compile", "checkpoint_every", "progress", "init_from")
 
 
 @dataclass(frozen=True)
@@ -288,11 +289,17 @@ class TrainConfig:
     compile: bool = False
     threads: int | None = None
     progress: bool = True
+    # Continued training: the weights of this checkpoint (anything gptcore.pretrained reads) start the run;
+    # optimizer and schedule start fresh. train() fills in the sha256 of its weights file and checks it after.
+    init_from: str | None = None
+    init_from_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if (self.tokens is None) == (self.max_steps is None):
             raise UserError("give exactly one budget: tokens or max_steps")
         for name in TRAIN_RULES:
+            if name == "max_steps" and self.max_steps == 0 and self.init_from is not None:
+                continue  # 0 steps from a checkpoint: a run holding exactly its weights, evaluated
             error = train_setting_error(name, getattr(self, name))
             if error:
                 raise UserError(error)
@@ -303,5 +310,7 @@ class TrainConfig:
     def config_hash(self) -> str:
         """Hash of everything that changes the computation (not NOT_HASHED), data path resolved."""
         d = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        if d["init_from_sha256"] is None:  # a run from scratch keeps the hash it had before init_from existed
+            del d["init_from_sha256"]
         d["data"] = str(Path(self.data).resolve())
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

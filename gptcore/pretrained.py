@@ -25,14 +25,14 @@ import math
 import pickle
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gptcore import checkpoint
-from gptcore.config import GPTConfig
+from gptcore.config import GPTConfig, TrainConfig
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_bytes, atomic_write_json, cache_dir
 from gptcore.model import GPT
@@ -296,3 +296,27 @@ def shape_conflicts(have: GPTConfig, asked: dict) -> list[str]:
     """'n_layer 3 (the checkpoint's is 2)' for each shape field in `asked` that differs from `have`'s."""
     return [f"{k} {v} (the checkpoint's is {getattr(have, k)})" for k, v in asked.items()
             if k in SHAPE_FIELDS and v != getattr(have, k)]
+
+
+def starting_weights(cfg: TrainConfig, dataset) -> tuple[TrainConfig, dict | None]:
+    """For a run with init_from: the config with the weights' sha256 filled in, and their state dict.
+
+    Refused in one line: a shape that differs from the checkpoint's, a vocabulary other than the data's
+    (ids would mean other tokens), and weights whose sha256 is not the one the run recorded (they changed
+    under a run that resumes). A run without init_from is returned as it is, with no weights.
+    """
+    if cfg.init_from is None:
+        return cfg, None
+    from gptcore.evaluate import check_vocabulary
+
+    loaded = open_checkpoint(cfg.init_from)
+    conflicts = shape_conflicts(loaded.model.cfg, {k: getattr(cfg.model, k) for k in SHAPE_FIELDS})
+    if conflicts:
+        raise UserError(f"--init-from {cfg.init_from}: the run's model has {', '.join(conflicts)}; "
+                        "the shape must be the checkpoint's (leave the shape flags out to take it)")
+    check_vocabulary(loaded.tokenizer, loaded.model.cfg.vocab_size, dataset.tokenizer, cfg.init_from, cfg.data)
+    sha = loaded.weights_sha256
+    if cfg.init_from_sha256 not in (None, sha):
+        raise UserError(f"--init-from {cfg.init_from}: its weights (sha256 {sha[:16]}...) are not the ones "
+                        f"this run started from ({cfg.init_from_sha256[:16]}...)")
+    return replace(cfg, init_from_sha256=sha), loaded.model.state_dict()

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json, atomic_write_text
 from gptcore.hardware import cpu_matmul_peak, peak_flops_per_s
 from gptcore.model import GPT, estimate_mfu
+from gptcore.pretrained import starting_weights
 from gptcore.schedule import lr_at
 
 OnEval = Callable[[int, float], object]  # (step, val loss) -> truthy to stop; may raise to stop too
@@ -299,6 +300,8 @@ class TrainSummary:
     config_hash: str
     model: dict  # GPTConfig.to_dict()
     out: str
+    init_from: str | None = None  # the checkpoint whose weights started the run, and their sha256
+    init_from_sha256: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -306,7 +309,7 @@ class TrainSummary:
     @classmethod
     def from_json(cls, d: dict) -> TrainSummary:
         """The summary in a JSON object such as summary.json; KeyError if a key is missing."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d or f.default is MISSING})
 
 
 def read_summary(path: Path) -> TrainSummary:
@@ -388,13 +391,17 @@ def _vocab_tensor(tokenizer) -> torch.Tensor | None:
 class Trainer:
     """One run in this process: the live model and optimizer, and the TrainState they are saved into."""
 
-    def __init__(self, cfg: TrainConfig, dataset, device: torch.device, d: Dist, run: RunDir, say):
-        """Build the model and optimizer (seeded), resume from the run's checkpoint if it has one."""
+    def __init__(self, cfg: TrainConfig, dataset, device: torch.device, d: Dist, run: RunDir, say,
+                 init: dict | None = None):
+        """Build the model and optimizer (seeded), start from the `init` weights if given (init_from), and
+        resume from the run's checkpoint if it has one."""
         self.cfg, self.dataset, self.device, self.d, self.run, self.say = cfg, dataset, device, d, run, say
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" \
             else contextlib.nullcontext
         torch.manual_seed(cfg.seed)
         self.raw_model = GPT(cfg.model).to(device)
+        if init is not None:
+            self.raw_model.load_state_dict(init)
         self.optimizer = make_optimizer(self.raw_model, cfg, device)
         self.total_steps = total_steps_for(cfg, d.world)
         self.tokens_per_step = cfg.batch_size * cfg.grad_accum * d.world * cfg.model.ctx
@@ -489,7 +496,8 @@ class Trainer:
         if self.d.main and cfg.sample_tokens:
             row["sample"] = sample_text(self.raw_model, self.dataset.tokenizer, cfg, st.step, self.device,
                                         self.autocast)
-        msg = f"step {st.step}/{self.total_steps}: train loss {st.train_loss:.4f}, val loss {st.val_loss:.4f}"
+        train = "n/a" if st.train_loss is None else f"{st.train_loss:.4f}"  # none before a step (init_from)
+        msg = f"step {st.step}/{self.total_steps}: train loss {train}, val loss {st.val_loss:.4f}"
         self.say(msg + (f"\n  sample: {row['sample']!r}" if "sample" in row else ""))
         return True
 
@@ -526,6 +534,12 @@ class Trainer:
             bar = tqdm(total=self.total_steps, initial=self.state.step, file=sys.stderr, unit="step",
                        dynamic_ncols=True)
         try:
+            if self.total_steps == 0 and not self.run.ckpt.exists():  # 0 steps from init_from: keep its weights
+                row = {"step": 0, "tokens": 0, "flops": 0.0}
+                self.evaluate_into(row)
+                if metrics is not None:
+                    metrics.write(json.dumps(row) + "\n")
+                self.save()
             while self.state.step < self.total_steps:
                 row = self.step()
                 if row is None:
@@ -563,7 +577,8 @@ class Trainer:
             final_val_loss=st.val_loss, tokens_per_s=tokens_per_s,
             mfu=self.mfu(tokens_per_s) if tokens_per_s else None, device=str(self.device), dtype=cfg.dtype,
             world_size=self.d.world, vocab_size=mcfg.vocab_size, config_hash=cfg.config_hash(),
-            model=mcfg.to_dict(), out=str(self.run.path),
+            model=mcfg.to_dict(), out=str(self.run.path), init_from=cfg.init_from,
+            init_from_sha256=cfg.init_from_sha256,
         )
         if self.d.main and status != "stopped":
             atomic_write_json(self.run.summary, summary.to_json())
@@ -604,6 +619,7 @@ def train(cfg: TrainConfig, log=None, on_eval: OnEval | None = None) -> TrainSum
     say = log if d.main else (lambda msg: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    cfg, init = starting_weights(cfg, dataset)  # before the claim: the weights' sha256 is in the config hash
     ctx = cfg.model.ctx
     for split, arr in (("train", dataset.train), ("val", dataset.val)):
         if len(arr) < ctx + 2:
@@ -620,5 +636,5 @@ def train(cfg: TrainConfig, log=None, on_eval: OnEval | None = None) -> TrainSum
         summary = read_summary(run.summary)
         say(f"{run.path}: already finished ({summary.status}); nothing to do")
         return summary
-    trainer = Trainer(cfg, dataset, device, d, run, say)
+    trainer = Trainer(cfg, dataset, device, d, run, say, init)
     return trainer.finish(trainer.run_steps(on_eval))

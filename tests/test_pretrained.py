@@ -369,3 +369,71 @@ def test_references_are_drawn_as_markers_or_levels():
     assert labels == ["gpt2 (reference; compute unknown)", "run (reference)"]
     assert [tuple(o.get_offsets()[0]) for o in ax.collections] == [(6e14, 5.0)]
     assert ax.lines[0].get_ydata()[0] == 3.3
+
+
+# ----------------------------------------------------------------------------- scaling train --init-from
+
+CONTINUE = ["--batch-size", "4", "--warmup", "1", "--lr", "3e-3", "--eval-batches", "2", "--sample-tokens", "0",
+            "--threads", "1", "--dtype", "fp32", "--device", "cpu", "--no-progress", "--json"]
+
+
+def _eval_loss(capsys, checkpoint, data) -> float:
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--json", "--device", "cpu"]) == 0
+    return json.loads(capsys.readouterr().out)["loss"]
+
+
+def test_init_from_then_0_steps_keeps_the_weights_and_more_steps_lower_the_loss(reference, full_data, tmp_path,
+                                                                                capsys):
+    import hashlib
+
+    _, dirs = reference
+    start = _eval_loss(capsys, dirs["safetensors"], full_data)
+    sha = hashlib.sha256((dirs["safetensors"] / "model.safetensors").read_bytes()).hexdigest()
+    base = ["train", "--init-from", str(dirs["safetensors"]), "--data", str(full_data), *CONTINUE]
+    assert main([*base, "--out", str(tmp_path / "zero"), "--max-steps", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 0 and summary["init_from_sha256"] == sha
+    assert json.loads((tmp_path / "zero" / "config.json").read_text())["train"]["init_from_sha256"] == sha
+    assert _eval_loss(capsys, tmp_path / "zero", full_data) == start  # exactly the loaded weights
+
+    assert main([*base, "--out", str(tmp_path / "more"), "--max-steps", "4"]) == 0
+    capsys.readouterr()
+    assert _eval_loss(capsys, tmp_path / "more", full_data) < start - 0.1
+
+
+def test_an_init_from_run_resumes_like_any_run(reference, full_data, tmp_path):
+    from gptcore.config import TrainConfig
+    from gptcore.train import train
+
+    _, dirs = reference
+
+    def cfg(out: Path) -> TrainConfig:
+        return TrainConfig(model=load(dirs["bin"]).cfg, data=str(full_data), out=str(out), batch_size=4,
+                           max_steps=4, warmup=1, lr=3e-3, eval_every=2, eval_batches=2, sample_tokens=0,
+                           threads=1, dtype="fp32", device="cpu", progress=False, init_from=str(dirs["bin"]))
+
+    whole = train(cfg(tmp_path / "whole"), log=lambda msg: None)
+    assert train(cfg(tmp_path / "split"), log=lambda msg: None, on_eval=lambda step, loss: step == 2).status \
+        == "stopped"
+    resumed = train(cfg(tmp_path / "split"), log=lambda msg: None)
+    assert resumed.status == "completed" and resumed.final_val_loss == whole.final_val_loss
+    assert resumed.init_from_sha256 == whole.init_from_sha256 is not None
+
+
+def test_init_from_with_a_conflicting_shape_flag(reference, full_data, tmp_path, capsys):
+    _, dirs = reference
+    _one_line_error(capsys, ["train", "--init-from", str(dirs["safetensors"]), "--data", str(full_data),
+                             "--out", str(tmp_path / "run"), "--n-layer", "3", *CONTINUE],
+                    "n_layer 3 (the checkpoint's is 2); leave the shape flags out")
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_data_of_another_vocabulary(compact_run, full_data, tmp_path, capsys):
+    _one_line_error(capsys, ["train", "--init-from", str(compact_run), "--data", str(full_data),
+                             "--out", str(tmp_path / "run"), *CONTINUE], "--tokenizer gpt2-compact")
+    assert not (tmp_path / "run").exists()
+
+
+def test_zero_steps_needs_init_from(full_data, tmp_path, capsys):
+    _one_line_error(capsys, ["train", "--data", str(full_data), "--out", str(tmp_path / "run"), *TINY,
+                             "--max-steps", "0"], "max_steps must be")

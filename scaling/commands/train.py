@@ -20,15 +20,18 @@ def register(subparsers) -> None:
         "its last checkpoint; a finished run re-prints its summary. Under torchrun, trains with DDP.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    m = p.add_argument_group("model (a --preset, or the four shape flags)")
+    m = p.add_argument_group("model (a --preset, the four shape flags, or --init-from)")
     m.add_argument("--preset", help="named shape, e.g. gpt2-124m (see gptcore.config.PRESETS)")
-    m.add_argument("--n-layer", type=int, default=2)
-    m.add_argument("--n-head", type=int, default=2)
-    m.add_argument("--d-model", type=int, default=64)
+    m.add_argument("--n-layer", type=int, help="layers (default: 2)")
+    m.add_argument("--n-head", type=int, help="attention heads (default: 2)")
+    m.add_argument("--d-model", type=int, help="width (default: 64)")
     m.add_argument("--ctx", type=int, help="context length (default: 128, or the preset's)")
     m.add_argument("--vocab-size", type=int, help="override the vocabulary size (default: the data's)")
     m.add_argument("--dropout", type=float, default=0.0)
     m.add_argument("--tie-weights", action="store_true", help="share the token embedding and LM head")
+    m.add_argument("--init-from", metavar="PATH",
+                   help="start from this checkpoint's weights (a run dir, ckpt.pt, Hugging Face GPT-2 dir or "
+                   "cached model name; optimizer and schedule fresh); the shape is the checkpoint's")
 
     t = p.add_argument_group("training")
     t.add_argument("--batch-size", type=int, default=16, help="sequences per process per micro-step")
@@ -86,13 +89,40 @@ def bundled_data_dir() -> Path:
 def model_config(args, vocab_size: int):
     from gptcore.config import GPTConfig
 
+    if args.init_from:
+        return init_model_config(args)
     extra = dict(dropout=args.dropout, tie_weights=args.tie_weights, vocab_size=args.vocab_size or vocab_size)
     if args.preset:
         if args.ctx is not None:  # 0 too: GPTConfig refuses it rather than a default silently replacing it
             extra["ctx"] = args.ctx
         return GPTConfig.from_name(args.preset, **extra)
-    ctx = 128 if args.ctx is None else args.ctx
-    return GPTConfig(n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model, ctx=ctx, **extra)
+    def given(value, default):  # None: the flag was left out (0 is given, and refused by GPTConfig)
+        return default if value is None else value
+
+    return GPTConfig(n_layer=given(args.n_layer, 2), n_head=given(args.n_head, 2), d_model=given(args.d_model, 64),
+                     ctx=given(args.ctx, 128), **extra)
+
+
+def init_model_config(args):
+    """The --init-from checkpoint's shape (with this run's dropout); a shape flag that says otherwise is an error."""
+    from dataclasses import replace
+
+    from gptcore.config import GPTConfig
+    from gptcore.errors import UserError
+    from gptcore.pretrained import SHAPE_FIELDS, open_checkpoint, shape_conflicts
+
+    have = open_checkpoint(args.init_from).model.cfg
+    asked = {"n_layer": args.n_layer, "n_head": args.n_head, "d_model": args.d_model, "ctx": args.ctx,
+             "vocab_size": args.vocab_size, "tie_weights": True if args.tie_weights else None}
+    if args.preset:
+        preset = GPTConfig.from_name(args.preset)
+        asked = {k: getattr(preset, k) for k in ("n_layer", "n_head", "d_model")} | asked
+    flags = {k: v for k, v in asked.items() if v is not None and k in SHAPE_FIELDS}
+    conflicts = shape_conflicts(have, flags)
+    if conflicts:
+        raise UserError(f"--init-from {args.init_from} fixes the model's shape, and the flags ask for "
+                        f"{', '.join(conflicts)}; leave the shape flags out")
+    return replace(have, dropout=args.dropout)
 
 
 def run(args) -> int:
@@ -111,7 +141,7 @@ def run(args) -> int:
         eval_batches=args.eval_batches, sample_tokens=args.sample_tokens,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed, device=args.device, dtype=args.dtype, compile=args.compile, threads=args.threads,
-        progress=not args.no_progress,
+        progress=not args.no_progress, init_from=args.init_from,
     )
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
