@@ -9,9 +9,6 @@ import pytest
 
 from scaling import cli
 
-# Commands whose handler is not yet called `run` (their modules are being reworked elsewhere, issue 14).
-NOT_YET_RUN = {"train", "tune"}
-
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
     parser = cli.build_parser()
@@ -42,10 +39,7 @@ def test_each_command_runs_its_modules_handler(name):
     module = cli.COMMANDS[name]
     handlers = _handler(_subparsers()[name])
     assert handlers and all(callable(h) and h.__module__ == module.__name__ for h in handlers)
-    if name not in NOT_YET_RUN:
-        assert handlers == [module.run] * len(handlers)
-    else:
-        assert not hasattr(module, "run"), f"{name} has `run` now: drop it from NOT_YET_RUN"
+    assert handlers == [module.run] * len(handlers)
 
 
 @pytest.mark.parametrize("name", list(cli.COMMANDS))
