@@ -43,6 +43,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed atomic write of `path` left (.NAME.*.tmp); returns them.
+
+    Only for a path this process alone writes (a run folder its trainer holds): another writer's temp file
+    would be deleted under it.
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -1,0 +1,49 @@
+"""Preemption: a signal that says "you will be killed soon" becomes "stop after this step, checkpoint, exit".
+
+SLURM sends SIGTERM before it kills a preempted or cancelled job, and the signal named by `#SBATCH --signal`
+(submitit asks for USR2, `slurm_signal_delay_s` before the time limit); others send USR1. The trainer
+finishes the step it is in, writes its checkpoint atomically and returns status "preempted"; `scaling
+train` then exits with EXIT_REQUEUE, and a submitit job hands the signal on to submitit, which requeues it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+EXIT_REQUEUE = 75  # EX_TEMPFAIL (sysexits.h), "try again later": checkpointed; run the same command to resume
+
+
+class Preemption:
+    """While entered, SIGNALS set `signum` instead of killing the process; leaving restores the handlers.
+
+    Signal handlers can only be set in the main thread: elsewhere (a test's thread) this never fires.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> Preemption:
+        if threading.current_thread() is threading.main_thread():
+            for s in SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        self.signum = self.signum or signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    @property
+    def asked(self) -> bool:
+        return self.signum is not None
+
+
+def hand_on(signum: int) -> None:
+    """Deliver `signum` again, to the handler now installed (submitit's requeue, or the default: exit)."""
+    signal.raise_signal(signum)
