@@ -450,3 +450,118 @@ def test_every_json_output_and_summary_is_strict_json(prepared_data, tmp_path, c
         assert done.returncode == 0, (argv, done.stderr)
         strict_loads(done.stdout.strip().splitlines()[-1] if argv[0] != "plan" else done.stdout)
     strict_loads(law.read_text())
+
+
+# ----------------------------------------------------------------------------- 2. preemption
+
+
+TRAIN = ("train", "--n-layer", "1", "--n-head", "1", "--d-model", "32", "--ctx", "32", "--batch-size", "2",
+         "--max-steps", "200", "--eval-every", "50", "--eval-batches", "1", "--checkpoint-every", "1000",
+         "--dtype", "fp32", "--threads", "1", "--no-progress")
+TIMING = ("tokens_per_s", "mfu")  # measured, not computed: they differ between any two runs
+
+
+def metric_rows(run: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    import torch
+
+    wa = torch.load(a / "ckpt.pt", weights_only=True)["model"]
+    wb = torch.load(b / "ckpt.pt", weights_only=True)["model"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def signal_when(proc, run: Path, rows: int, signum) -> int:
+    """Send `signum` once the run has logged `rows` steps; the steps logged by then."""
+
+    from helpers import wait_for
+
+    wait_for(lambda: (run / "metrics.jsonl").is_file()
+             and len((run / "metrics.jsonl").read_text().splitlines()) >= rows, 120, f"{rows} steps logged")
+    seen = len((run / "metrics.jsonl").read_text().splitlines())
+    assert proc.poll() is None, "the run finished before the signal"
+    proc.send_signal(signum)
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR2"])
+def test_a_signal_mid_run_checkpoints_and_a_rerun_is_bitwise_an_uninterrupted_run(prepared_data, tmp_path, signame):
+    import signal
+
+    import torch
+    from helpers import start_scaling
+
+    from gptcore.preemption import EXIT_REQUEUE
+
+    data = ("--data", str(prepared_data))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert scaling(*TRAIN, *data, "--out", str(whole)).returncode == 0
+    proc = start_scaling(*TRAIN, *data, "--out", str(cut), log=tmp_path / "cut.log")
+    seen = signal_when(proc, cut, 20, getattr(signal, signame))
+    assert proc.wait(timeout=120) == EXIT_REQUEUE, (tmp_path / "cut.log").read_text()[-2000:]
+    step = torch.load(cut / "ckpt.pt", weights_only=True)["step"]
+    assert seen <= step < 200 and len(metric_rows(cut)) == step  # no step lost since the signal
+    assert not (cut / "summary.json").exists()
+    done = scaling(*TRAIN, *data, "--out", str(cut))
+    assert done.returncode == 0, done.stderr
+    assert metric_rows(cut) == metric_rows(whole)
+    assert_same_weights(cut, whole)
+
+
+@pytest.mark.slow
+def test_sigterm_under_two_process_ddp_checkpoints_one_step_on_every_rank(prepared_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    import torch
+    from helpers import cli_env
+
+    from gptcore.preemption import EXIT_REQUEUE
+
+    def torchrun(out: Path, log: Path):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "scaling",
+               *TRAIN, "--data", str(prepared_data), "--out", str(out)]
+        with open(log, "wb") as f:
+            return subprocess.Popen(cmd, env=cli_env(OMP_NUM_THREADS="1"), stdout=f, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=Path(__file__).parent.parent)
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert torchrun(whole, tmp_path / "whole.log").wait(timeout=300) == 0, (tmp_path / "whole.log").read_text()
+    proc = torchrun(cut, tmp_path / "cut.log")
+    from helpers import wait_for
+
+    wait_for(lambda: (cut / "metrics.jsonl").is_file()
+             and len((cut / "metrics.jsonl").read_text().splitlines()) >= 10, 180, "10 steps logged")
+    ranks = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                            text=True).stdout.split()]
+    assert len(ranks) == 2
+    seen = len((cut / "metrics.jsonl").read_text().splitlines())
+    os.kill(ranks[1], signal.SIGTERM)  # one rank only: the ranks agree on the step to stop after
+    proc.wait(timeout=180)
+    log = (tmp_path / "cut.log").read_text()
+    assert f"exitcode  : {EXIT_REQUEUE}" in log or "preempted" in log, log[-3000:]
+    step = torch.load(cut / "ckpt.pt", weights_only=True)["step"]
+    assert seen <= step < 200 and len(metric_rows(cut)) == step
+    assert not (cut / "summary.json").exists()
+    assert torchrun(cut, tmp_path / "rerun.log").wait(timeout=300) == 0, (tmp_path / "rerun.log").read_text()
+    assert metric_rows(cut) == metric_rows(whole)
+    assert_same_weights(cut, whole)
+
+
+def test_temp_checkpoints_of_a_killed_write_are_removed_at_the_next_start(prepared_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = (*TRAIN[:12], "4", *TRAIN[13:], "--data", str(prepared_data), "--out", str(run))
+    assert scaling(*args, capsys=capsys).returncode == 0
+    (run / "summary.json").unlink()  # so the next start resumes from its checkpoint
+    orphans = [run / ".ckpt.pt.k1ll3d.tmp", run / ".ckpt.pt.x_9.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"\0" * 4096)  # what a SIGKILL during torch.save leaves
+    keep = run / "notes.tmp"
+    keep.write_text("not a checkpoint's")
+    assert scaling(*args, capsys=capsys).returncode == 0
+    assert not any(o.exists() for o in orphans) and keep.exists() and (run / "ckpt.pt").is_file()
