@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -36,12 +37,14 @@ from gptcore.config import (
     flops_per_token_with_attention,
 )
 from gptcore.errors import UserError
-from gptcore.fileio import atomic_write_json, atomic_write_text
+from gptcore.fileio import atomic_write_json, atomic_write_text, remove_stale_temps
 from gptcore.hardware import cpu_matmul_peak, peak_flops_per_s
 from gptcore.model import GPT, estimate_mfu
+from gptcore.preemption import Preemption
 from gptcore.pretrained import starting_weights
 from gptcore.schedule import lr_at
 
+RESUMABLE = ("stopped", "preempted")  # statuses that write no summary.json: re-running resumes the run
 OnEval = Callable[[int, float], object]  # (step, val loss) -> truthy to stop; may raise to stop too
 
 
@@ -277,7 +280,8 @@ class TrainSummary:
     """What a run did: train()'s result and, as `to_json()`, summary.json (the same keys).
 
     status: completed, diverged (the loss went non-finite at `diverged_step`; `steps` stops before it) or
-    stopped (an on_eval callback asked; not written to summary.json, so re-running resumes). tokens and
+    stopped (an on_eval callback asked) or preempted (a preemption signal came: gptcore.preemption); the last
+    two are not written to summary.json, so re-running resumes. tokens and
     flops are the whole job's; tokens_per_s is steady-state and mfu per device (gptcore.model.estimate_mfu).
     """
 
@@ -419,6 +423,7 @@ class Trainer:
         self.model = model
         self.mfu = MFUMeter(cfg.model, device, cfg.dtype, d.world, peak_flops_per_s(device, cfg.dtype))
         self.diverged_step: int | None = None
+        self.preemption: Preemption | None = None  # set by train() while its signal handlers are in place
 
     def _resume(self) -> None:
         state = TrainState.load(self.run.ckpt, self.device)
@@ -524,8 +529,19 @@ class Trainer:
             raise RuntimeError(f"rank 0's on_eval stopped the run at step {self.state.step}")
         return verdict == 1
 
+    def preempt_agreed(self) -> bool:
+        """Whether any rank was sent a preemption signal: every rank then stops after this same step (the
+        signal reaches ranks at different steps, or only one of them)."""
+        asked = self.preemption is not None and self.preemption.asked
+        if self.d.world > 1:
+            flag = torch.tensor([float(asked)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            asked = bool(flag.item())
+        return asked
+
     def run_steps(self, on_eval: OnEval | None) -> str:
-        """Step until the budget is spent, the loss diverges or on_eval stops; returns the status."""
+        """Step until the budget is spent, the loss diverges, on_eval stops or a preemption signal came (the
+        step in flight is finished and checkpointed first); returns the status."""
         metrics = open(self.run.metrics, "a") if self.d.main else None  # noqa: SIM115 (closed in finally)
         bar = None
         if self.d.main and self.cfg.progress:
@@ -558,6 +574,13 @@ class Trainer:
                     if not saved:  # so that re-running resumes exactly here
                         self.save()
                     return "stopped"
+                if self.preempt_agreed():
+                    if not saved:
+                        self.save()
+                    signum = self.preemption.signum if self.preemption else None
+                    by = signal.Signals(signum).name if signum else "a signal to another rank"
+                    self.say(f"step {self.state.step}: preempted by {by}; checkpointed, re-run to resume")
+                    return "preempted"
         finally:
             if bar is not None:
                 bar.close()
@@ -580,7 +603,7 @@ class Trainer:
             model=mcfg.to_dict(), out=str(self.run.path), init_from=cfg.init_from,
             init_from_sha256=cfg.init_from_sha256,
         )
-        if self.d.main and status != "stopped":
+        if self.d.main and status not in RESUMABLE:
             atomic_write_json(self.run.summary, summary.to_json())
         if self.d.world > 1:
             dist.barrier()
@@ -636,5 +659,10 @@ def train(cfg: TrainConfig, log=None, on_eval: OnEval | None = None) -> TrainSum
         summary = read_summary(run.summary)
         say(f"{run.path}: already finished ({summary.status}); nothing to do")
         return summary
-    trainer = Trainer(cfg, dataset, device, d, run, say, init)
-    return trainer.finish(trainer.run_steps(on_eval))
+    if d.main and (stale := remove_stale_temps(run.ckpt)):  # a write killed mid-way (SIGKILL, OOM)
+        say(f"removed {len(stale)} temporary checkpoint file(s) a killed write left: "
+            f"{', '.join(p.name for p in stale)}")
+    with Preemption() as preemption:
+        trainer = Trainer(cfg, dataset, device, d, run, say, init)
+        trainer.preemption = preemption
+        return trainer.finish(trainer.run_steps(on_eval))

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from gptcore.preemption import EXIT_REQUEUE, Preemption
 from sweeps.progress import SweepProgress
 from sweeps.store import FINAL, Store, local_owner
 
@@ -72,46 +73,59 @@ class LocalExecutor:
         finally:
             log.close()
 
-    def run(self, run_ids: list[str], progress: SweepProgress) -> None:
+    def run(self, run_ids: list[str], progress: SweepProgress) -> bool:
+        """Train `run_ids` until each is final; True if a preemption signal stopped this first.
+
+        On SIGTERM, SIGUSR1 or SIGUSR2 the workers get the signal too, finish their step, checkpoint and
+        exit; their runs stay claimed by dead owners, so the next run of the command resumes them at once.
+        """
         store = Store(self.sweep_dir)
         procs: dict[int, subprocess.Popen] = {}
         wanted = set(run_ids)
         try:
-            while True:
-                rows = store.rows()
-                progress.update(rows)
-                owners = {local_owner(p.pid): slot for slot, p in procs.items()}
-                for slot, p in list(procs.items()):
-                    code = p.poll()
-                    if code is None:
-                        continue
-                    del procs[slot]
-                    if code != 0:  # its claimed run (if any) dies with it
-                        for r in rows:
-                            if r["status"] == "running" and r["owner"] == local_owner(p.pid):
-                                store.finish(
-                                    r["run_id"],
-                                    r["owner"],
-                                    "failed",
-                                    f"worker process died ({_describe_exit(code)})",
-                                )
-                if self.timeout_s:
-                    self._enforce_timeout(store, rows, owners, procs)
-                mine = [r for r in rows if r["run_id"] in wanted]
-                # Work for a new worker: a pending run, or one whose owner (of any process) is dead or silent.
-                waiting = any(Store.claimable(r) and r["owner"] not in owners for r in mine)
-                while waiting and len(procs) < self.workers:
-                    slot = min(set(range(self.workers)) - set(procs))
-                    procs[slot] = self._spawn(slot)
-                if not procs and not waiting and all(r["status"] in FINAL for r in mine):
-                    break  # runs still held by live workers of another process are waited for
-                time.sleep(POLL_S)
+            with Preemption() as preemption:
+                while not preemption.asked:
+                    rows = store.rows()
+                    progress.update(rows)
+                    owners = {local_owner(p.pid): slot for slot, p in procs.items()}
+                    self._reap(store, rows, procs)
+                    if self.timeout_s:
+                        self._enforce_timeout(store, rows, owners, procs)
+                    mine = [r for r in rows if r["run_id"] in wanted]
+                    # Work for a new worker: a pending run, or one whose owner (of any process) is dead or silent.
+                    waiting = any(Store.claimable(r) and r["owner"] not in owners for r in mine)
+                    while waiting and len(procs) < self.workers:
+                        slot = min(set(range(self.workers)) - set(procs))
+                        procs[slot] = self._spawn(slot)
+                    if not procs and not waiting and all(r["status"] in FINAL for r in mine):
+                        break  # runs still held by live workers of another process are waited for
+                    time.sleep(POLL_S)
+                if preemption.asked:  # the workers checkpoint their step before they exit
+                    for p in procs.values():
+                        p.send_signal(preemption.signum)
+                    for p in procs.values():
+                        p.wait()
+                    procs.clear()
             progress.update(store.rows())
+            return preemption.asked
         finally:
             for p in procs.values():
                 p.kill()
                 p.wait()
             store.close()
+
+    @staticmethod
+    def _reap(store: Store, rows: list[dict], procs: dict[int, subprocess.Popen]) -> None:
+        """Forget exited workers; a worker that died (not one that was preempted) costs its run."""
+        for slot, p in list(procs.items()):
+            code = p.poll()
+            if code is None:
+                continue
+            del procs[slot]
+            if code not in (0, EXIT_REQUEUE):  # its claimed run (if any) dies with it
+                for r in rows:
+                    if r["status"] == "running" and r["owner"] == local_owner(p.pid):
+                        store.finish(r["run_id"], r["owner"], "failed", f"worker process died ({_describe_exit(code)})")
 
     def _enforce_timeout(self, store: Store, rows: list[dict], owners: dict, procs: dict) -> None:
         now = time.time()

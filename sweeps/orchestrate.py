@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
+from gptcore.preemption import EXIT_REQUEUE
 from scaling.plan_render import duration
 from scaling.units import format_size
 from sweeps import grid as grids
@@ -184,11 +185,12 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
         return 0
 
     progress = SweepProgress([s.run_id for s in specs], enabled=opts.progress)
+    preempted = False
     try:
         if todo:
             run_ids = [s.run_id for s in todo]
             if executor == "local":
-                LocalExecutor(out, workers, threads, gpus, opts.timeout_min).run(run_ids, progress)
+                preempted = LocalExecutor(out, workers, threads, gpus, opts.timeout_min).run(run_ids, progress)
             else:
                 SlurmExecutor(
                     out,
@@ -202,6 +204,10 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
             progress.update(store.rows())
     finally:
         progress.close()
+    if preempted:
+        print(f"sweep: preempted; the runs in flight checkpointed: run the same command to resume "
+              f"(exit {EXIT_REQUEUE}: requeue me)", file=sys.stderr)
+        return EXIT_REQUEUE
     return report(store, [s.run_id for s in specs])
 
 

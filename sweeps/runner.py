@@ -139,6 +139,9 @@ def run_claimed(
 ) -> str:
     """Train a run this owner has claimed, record completed/diverged/failed, and return that status.
 
+    "preempted" (a preemption signal: the trainer checkpointed after its step) records nothing: the run stays
+    claimed, and is taken over at once once this process is gone, or by the same SLURM job requeued.
+
     Exceptions of the `passthrough` types are left to the caller (the SLURM job's own timeout handling).
     """
     sweep_dir = store.dir
@@ -159,6 +162,8 @@ def run_claimed(
         cfg = train_config(spec, settings["data"], out, threads, settings.get("device", "auto"))
         result = train(cfg, log=lambda msg: _append(out / "train.log", msg))
         status = result.status
+        if status == "preempted":  # checkpointed; the claim stays, so the next attempt resumes the run
+            return status
         if status == "diverged":
             reason = f"loss not finite at step {result.diverged_step}"
         prov = provenance(spec.config_hash, settings["data"], settings["data_hash"], result.device)

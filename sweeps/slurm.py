@@ -1,9 +1,11 @@
 """The SLURM executor (submitit): one job array per group of runs that need the same resources.
 
-Each array task is a `RunJob`, a `submitit.helpers.Checkpointable`: on a timeout or preemption submitit
-requeues it, and its `__call__` is idempotent, claiming the same run again (a requeued job keeps its
-SLURM job id, its owner name) and resuming from the run's last checkpoint. Runs record their own outcome
-in the store; this driver records only jobs that ended without doing so.
+Each array task is a `RunJob`, a `submitit.helpers.Checkpointable`. SLURM is asked for USR2 a grace period
+before the time limit (`slurm_signal_delay_s`) and sends SIGTERM on preemption; the trainer takes either,
+finishes its step and checkpoints, and the job then has submitit requeue it. Its `__call__` is idempotent,
+claiming the same run again (a requeued job keeps its SLURM job id, its owner name) and resuming from the
+run's last checkpoint. Runs record their own outcome in the store; this driver records only jobs that
+ended without doing so.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -40,6 +43,16 @@ def slurm_owner() -> str:
     return f"slurm:{os.environ.get('SLURM_JOB_ID', 'unknown')}"
 
 
+def requeue() -> None:
+    """Hand the preemption on to submitit: its handler of the signal it asked SLURM for (`--signal`, USR2 by
+    default) checkpoints this job (RunJob.checkpoint: call it again) and requeues it with `scontrol requeue`.
+
+    The trainer had the signal first (SIGTERM on preemption, USR2 before the time limit): it finished its
+    step and saved a checkpoint, which the requeued job resumes from.
+    """
+    signal.raise_signal(submitit.JobEnvironment._usr_sig())
+
+
 class RunJob(submitit.helpers.Checkpointable):
     """One sweep run as a SLURM job; calling it again (after a requeue) resumes the same run."""
 
@@ -64,6 +77,8 @@ class RunJob(submitit.helpers.Checkpointable):
             except submitit.core.utils.UncompletedJobError as e:  # timed out more often than submitit requeues
                 store.finish(self.run_id, owner, "timeout", str(e))
                 raise
+            if status == "preempted":
+                requeue()
             return {"run_id": self.run_id, "status": status, "owner": owner}
         finally:
             store.close()

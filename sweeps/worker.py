@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 
+from gptcore.preemption import EXIT_REQUEUE
 from sweeps.local import take_cores
 from sweeps.runner import run_claimed
 from sweeps.store import Store, local_owner
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if held:
         torch.set_num_threads(len(held))
         while (spec := store.claim(owner)) is not None:
-            run_claimed(store, spec, owner, len(held))
+            if run_claimed(store, spec, owner, len(held)) == "preempted":
+                store.close()
+                return EXIT_REQUEUE  # claim no more: the machine is being taken away
     store.close()
     return 0
 

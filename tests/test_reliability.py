@@ -565,3 +565,35 @@ def test_temp_checkpoints_of_a_killed_write_are_removed_at_the_next_start(prepar
     keep.write_text("not a checkpoint's")
     assert scaling(*args, capsys=capsys).returncode == 0
     assert not any(o.exists() for o in orphans) and keep.exists() and (run / "ckpt.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_a_local_sweep_checkpoints_its_runs_and_a_rerun_resumes_them(prepared_data, tmp_path):
+    import signal
+
+    from helpers import rows, start_scaling, wait_for
+
+    from gptcore.preemption import EXIT_REQUEUE
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID.replace('tokens = ["4K"]', 'tokens = ["24K"]') + "checkpoint_every = 1000\n")
+    out = tmp_path / "sweep"
+    args = sweep_args(prepared_data, out, grid, "--workers", "1")
+    proc = start_scaling(*args, log=tmp_path / "sweep.log")
+    metrics = out / "runs" / "L1-d32-D24K" / "metrics.jsonl"
+    wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 10, 180, "10 steps logged")
+    seen = len(metrics.read_text().splitlines())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == EXIT_REQUEUE, (tmp_path / "sweep.log").read_text()[-2000:]
+    (row,) = rows(out).values()
+    assert row["status"] == "running" and (out / "runs" / row["run_id"] / "ckpt.pt").is_file()
+    done = scaling(*args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = rows(out).values()
+    assert (row["status"], row["attempts"], row["completions"]) == ("completed", 2, 1)
+    log = (out / "runs" / row["run_id"] / "train.log").read_text()
+    assert "preempted by SIGTERM" in log
+    resumed_at = int(log.split("resuming ")[1].split(" at step ")[1].split("/")[0])
+    assert resumed_at >= seen  # no step lost since the signal
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1))

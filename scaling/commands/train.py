@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from gptcore.fileio import dumps_json
+from gptcore.preemption import EXIT_REQUEUE
 
 
 def register(subparsers) -> None:
@@ -144,6 +146,11 @@ def run(args) -> int:
         progress=not args.no_progress, init_from=args.init_from,
     )
     summary = train(cfg)
+    if summary.status == "preempted":  # checkpointed after the step in flight; every rank says "requeue me"
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"preempted at step {summary.steps}: checkpointed in {summary.out}; run the same command to "
+                  f"resume (exit {EXIT_REQUEUE}: requeue me)", file=sys.stderr, flush=True)
+        return EXIT_REQUEUE
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
