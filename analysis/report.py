@@ -19,7 +19,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from analysis.plots import LOSS_LABEL, readable_log_axes
-from analysis.prediction import PREDICTION_NAME
+from analysis.prediction import PREDICTION_NAME, read_prediction
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from scaling import formulas
@@ -38,16 +38,16 @@ def read_launch(out: Path) -> dict:
     path = out / PREDICTION_NAME
     if not path.is_file():
         raise UserError(f"{out} holds no {PREDICTION_NAME}: not a launch directory")
-    prediction = json.loads(path.read_text())
-    run = out / "runs" / prediction["run"]["run_id"]
+    prediction = read_prediction(out)
+    run = out / "runs" / prediction.run_id
     if not (run / "summary.json").is_file():
         raise UserError(f"the final run in {run} has not finished; re-run `scaling launch` to resume it")
-    law_path = Path(prediction["law"]["path"])
+    law_path = Path(prediction.law["path"])
     law = FittedLaw.load(law_path) if law_path.is_file() else None
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return {"out": out, "prediction": prediction, "summary": json.loads((run / "summary.json").read_text()),
             "metrics": metrics, "law": law,
-            "law_unchanged": law is not None and file_sha256(law_path) == prediction["law"]["sha256"]}
+            "law_unchanged": law is not None and file_sha256(law_path) == prediction.law["sha256"]}
 
 
 def step_seconds(metrics: list[dict]) -> float:
@@ -69,38 +69,38 @@ def _within(actual: float, interval) -> bool | None:
 def report_numbers(launch: dict) -> dict:
     """report.json: predicted against actual loss, planned against actual GPU-hours, and the measured MFU."""
     p, s = launch["prediction"], launch["summary"]
-    plan = p["plan"]
+    plan = p.plan
     actual = s["final_val_loss"] if s["status"] == "completed" else None
-    predicted, interval = p["predicted_loss"], p["predicted_interval"]
+    predicted, interval = p.predicted_loss, p.predicted_interval
     ok = actual is not None and math.isfinite(actual)
     world = s.get("world_size", 1)
     actual_hours = step_seconds(launch["metrics"]) * world / formulas.SECONDS_PER_HOUR
     measured_mfu = s.get("mfu")  # the trainer's: its FLOPs (PaLM: matmul params + attention) over the peak
     # Fed back in the planner's own convention (6ND, N as the law counts it): the same measured tokens/s,
     # counted as the planner counts FLOPs, is the MFU to assume when planning this kind of run again.
-    planner_per_trainer_flops = plan["flops"] / p["run"]["tokens"] / s["flops_per_token"]
+    planner_per_trainer_flops = plan["flops"] / p.run["tokens"] / s["flops_per_token"]
     fed_back_mfu = measured_mfu * planner_per_trainer_flops if measured_mfu else None
     return {
-        "run_id": p["run"]["run_id"],
+        "run_id": p.run_id,
         "status": s["status"],
-        "params": p["run"]["law_params"],
-        "param_convention": p["law"]["param_convention"],
+        "params": p.run["law_params"],
+        "param_convention": p.law["param_convention"],
         "tokens": s["tokens"],
         "predicted_loss": predicted,
         "predicted_interval": interval,
-        "ci_level": p["ci_level"],
+        "ci_level": p.ci_level,
         "actual_loss": actual,
         "actual_train_loss": s["final_train_loss"],
         "relative_error": (predicted - actual) / actual if ok else None,
         "within_interval": bool(interval[0] <= actual <= interval[1]) if ok and interval else None,
         # Older prediction files (registered before prediction intervals) have none: null.
-        "prediction_interval": p.get("prediction_interval"),
-        "within_prediction_interval": _within(actual, p.get("prediction_interval")) if ok else None,
-        "extrapolation": p.get("extrapolation"),
-        "prediction_warnings": p.get("warnings", []),
-        **_training_numbers(p.get("training")),
-        "prediction_registered_utc": p["created_utc"],
-        "law_sha256": p["law"]["sha256"],
+        "prediction_interval": p.prediction_interval,
+        "within_prediction_interval": _within(actual, p.prediction_interval) if ok else None,
+        "extrapolation": p.details.get("extrapolation"),
+        "prediction_warnings": p.details.get("warnings", []),
+        **_training_numbers(p.training),
+        "prediction_registered_utc": p.created_utc,
+        "law_sha256": p.law["sha256"],
         "law_unchanged_since_prediction": launch["law_unchanged"],
         "planned_flops": plan["flops"],
         "trained_flops": s["flops"],
@@ -143,7 +143,7 @@ def sweep_table(launch: dict):
     """The runs the law was fitted on, when its sweep table is still there."""
     from scaling.fit.data import load_runs
 
-    source = launch["prediction"]["law"].get("sweep_table")
+    source = launch["prediction"].law.get("sweep_table")
     if not source or not Path(source).is_file() or launch["law"] is None:
         return None
     return load_runs(source, launch["law"].param_convention)

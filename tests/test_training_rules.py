@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from helpers import scaling
 
+from analysis.prediction import read_prediction
 from gptcore.errors import UserError
 from scaling.law import ChinchillaLaw, FittedLaw
 from sweeps import grid as grids
@@ -146,7 +147,11 @@ def test_launch_trains_by_the_rule_the_law_recorded_even_once_its_file_is_gone(s
     finally:
         moved.rename(swept["root"] / "lr_law.json")
     assert spec.lr_source == "lr-law" and spec.lr == pytest.approx(swept["lr_law"].lr(spec.non_embedding_params)[0])
-    training = json.loads((tmp_path / "a" / "prediction.json").read_text())["training"]
+    raw = json.loads((tmp_path / "a" / "prediction.json").read_text())
+    # The typed prediction the launch returns is the file, key for key and in order.
+    assert registered.to_json() == raw and list(registered.to_json()) == list(raw)
+    assert read_prediction(tmp_path / "a") == registered
+    training = raw["training"]
     assert training["trained_like_sweep"] is True and training["differences"] == []
     assert training["final_run"]["lr_rule"]["sha256"] == swept["lr_law"].sha256
     assert "trained like the law's runs" in capsys.readouterr().out
@@ -174,7 +179,7 @@ def test_the_report_says_how_the_final_run_was_trained(swept, tmp_path):
     from analysis.report import markdown, report_numbers
 
     prepare(swept, tmp_path / "asked", lr_law=swept["root"] / "other.json", allow=True)
-    prediction = json.loads((tmp_path / "asked" / "prediction.json").read_text())
+    prediction = read_prediction(tmp_path / "asked")
     summary = {"status": "completed", "final_val_loss": 5.0, "final_train_loss": 5.0, "flops_per_token": 1e7,
                "mfu": 0.1, "tokens": 8192, "flops": 1e11, "tokens_per_s": 1e4}
     nums = report_numbers({"prediction": prediction, "summary": summary, "law_unchanged": True,
@@ -193,3 +198,18 @@ def test_a_malformed_sweep_training_in_a_law_file_is_a_one_line_error(tmp_path):
     with pytest.raises(UserError, match="sweep_training must be an object with an lr_rule object"):
         FittedLaw.load(path)
 
+
+
+@pytest.mark.parametrize("damage", [{"run": [1, 2]}, {"run": {"tokens": 8}}, {"plan": None}, {"law": "x"}])
+def test_a_damaged_prediction_is_one_line_and_kept(swept, tmp_path, damage):
+    prepare(swept, tmp_path / "p")
+    path = tmp_path / "p" / "prediction.json"
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, **damage}))
+    with pytest.raises(UserError, match="prediction.json is malformed|prediction.json lacks"):
+        read_prediction(tmp_path / "p")
+    dropped = {k: v for k, v in raw.items() if k != "ci_level"}
+    path.write_text(json.dumps(dropped))
+    with pytest.raises(UserError, match="lacks 'ci_level'"):
+        read_prediction(tmp_path / "p")
+    assert path.read_text() == json.dumps(dropped)  # a reader never rewrites the file

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from analysis.prediction import PREDICTION_NAME, read_prediction
+from analysis.prediction import PREDICTION_NAME, Prediction, read_prediction
 from gptcore.config import GPTConfig
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
@@ -33,7 +33,7 @@ def _check_request(req: LaunchRequest) -> None:
     choose_executor(req.executor)  # --executor slurm with no cluster: refused before anything is written
 
 
-def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
+def prepare_launch(req: LaunchRequest) -> tuple[Prediction, RunSpec, Path, bool]:
     """Resolve and print the plan, confirm, register the prediction. Returns (prediction, spec, data, new)."""
     from gptcore.data import open_dataset
     from sweeps.orchestrate import prepared_data
@@ -72,11 +72,11 @@ def prepare_launch(req: LaunchRequest) -> tuple[dict, RunSpec, Path, bool]:
     for line in plan_lines(planned, spec, registered):
         print(line)
     if stored is not None:
-        print(f"prediction registered {stored['created_utc']} in {out / PREDICTION_NAME} (kept as is); resuming")
+        print(f"prediction registered {stored.created_utc} in {out / PREDICTION_NAME} (kept as is); resuming")
         return stored, spec, data, False
     confirm(planned.plan.cost_usd, planned.plan.wall_clock_hours, req)
     out.mkdir(parents=True, exist_ok=True)
-    if not prediction.write_once_json(out / PREDICTION_NAME, registered):
+    if not prediction.write_once_json(out / PREDICTION_NAME, registered.to_json()):
         raise UserError(f"{out / PREDICTION_NAME} appeared while planning (another launch?); re-run to resume")
     print(f"prediction registered in {out / PREDICTION_NAME} before training", flush=True)
     return registered, spec, data, True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from analysis.prediction import Prediction
 from gptcore.config import GPTConfig
 from gptcore.errors import UserError
 from scaling.launch.executors import run_threads
@@ -111,17 +112,17 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
     return LaunchPlan(result, result.gpu)
 
 
-def _head_lines(spec: RunSpec, prediction: dict) -> list[str]:
+def _head_lines(spec: RunSpec, prediction: Prediction) -> list[str]:
     """The run, its learning rate, batch and warmup, and whether it is trained like the law's runs."""
     from sweeps.grid import describe_difference
     from sweeps.hparams import describe_lr_rule
 
     m = spec.model
-    training = prediction.get("training")  # absent in a prediction registered before launches recorded it
+    training = prediction.training  # None in a prediction registered before launches recorded it
     rule = "" if not training else f", by {describe_lr_rule(training['final_run']['lr_rule'])}"
     lines = [f"final run {spec.run_id}: L{m['n_layer']} H{m['n_head']} d{m['d_model']} ctx {m['ctx']}, "
              f"{format_size(spec.params)} params ({format_size(spec.non_embedding_params)} non-embedding), "
-             f"{format_size(prediction['run']['tokens'])} tokens",
+             f"{format_size(prediction.run['tokens'])} tokens",
              f"  learning rate {spec.lr:.3g} ({spec.lr_source}{rule}), batch {spec.batch_size} x {m['ctx']} "
              f"tokens, warmup {spec.warmup} steps"]
     if training and training["trained_like_sweep"]:
@@ -132,15 +133,15 @@ def _head_lines(spec: RunSpec, prediction: dict) -> list[str]:
     return lines
 
 
-def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: dict) -> list[str]:
+def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: Prediction) -> list[str]:
     """The launch's printed plan: the run, the planner's figures and the registered prediction."""
     result = planned.plan
     cost = "unknown (no price for this device: pass --price-per-gpu-hour)" if result.cost_usd is None \
         else f"${result.cost_usd:,.2f}"
     co2 = "unknown" if result.co2_kg is None else f"{result.co2_kg:.4g} kg"
-    lo_hi = prediction["predicted_interval"]
+    lo_hi = prediction.predicted_interval
     interval = "no interval (the law has no bootstrap fits)" if lo_hi is None else \
-        f"{100 * prediction['ci_level']:.0f}% interval {format_interval(*lo_hi, '.4f')}"
+        f"{100 * prediction.ci_level:.0f}% interval {format_interval(*lo_hi, '.4f')}"
     return [
         *_head_lines(spec, prediction),
         f"  FLOPs (6ND)        {result.flops:.3e}",
@@ -149,5 +150,5 @@ def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: dict) -> list[str
         f"  GPU-hours          {result.gpu_hours:.4g} (wall clock {format_duration(result.wall_clock_hours * 3600)})",
         f"  cost               {cost}",
         f"  CO2e               {co2}",
-        f"  predicted loss     {prediction['predicted_loss']:.4f}, {interval}",
+        f"  predicted loss     {prediction.predicted_loss:.4f}, {interval}",
     ]

@@ -10,7 +10,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from analysis.prediction import PREDICTION_NAME, PREDICTION_SCHEMA
+from analysis.prediction import PREDICTION_NAME, Prediction
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
 from scaling.launch.planning import LaunchPlan
@@ -51,21 +51,21 @@ def _lr_law_sha256(path: Path | None) -> str | None:
     return file_sha256(path) if Path(path).is_file() else None  # a missing file is refused with the LR law
 
 
-def check_same_request(stored: dict, record: dict, out: Path) -> None:
-    differ = [k for k in record if stored["request"].get(k) != record[k]]
+def check_same_request(stored: Prediction, record: dict, out: Path) -> None:
+    differ = [k for k in record if stored.request.get(k) != record[k]]
     if differ:
         raise UserError(f"{out / PREDICTION_NAME} was registered with other arguments ({', '.join(differ)} "
                         "differ); re-run with the same ones to resume, or use another --out")
 
 
-def check_same_run(stored: dict, spec: RunSpec, out: Path) -> None:
-    if stored["run"]["config_hash"] != spec.config_hash:
-        raise UserError(f"{out / PREDICTION_NAME} registered run {stored['run']['config_hash']}, but these "
+def check_same_run(stored: Prediction, spec: RunSpec, out: Path) -> None:
+    if stored.config_hash != spec.config_hash:
+        raise UserError(f"{out / PREDICTION_NAME} registered run {stored.config_hash}, but these "
                         f"arguments now give {spec.config_hash} (a new LR law?); use another --out")
 
 
 def new_prediction(law: FittedLaw, law_path: Path, record: dict, spec: RunSpec, sizes: dict, data: Path,
-                   planned: LaunchPlan, training: Training) -> dict:
+                   planned: LaunchPlan, training: Training) -> Prediction:
     """The record to register: the law's predicted loss for the run's (N, D), and everything behind it.
 
     `sizes` holds the run's law_params and tokens (what is predicted) and the requested ones.
@@ -73,19 +73,18 @@ def new_prediction(law: FittedLaw, law_path: Path, record: dict, spec: RunSpec, 
     from scaling.fit.predictive import prediction_record
 
     point, interval = law.predict_loss(sizes["law_params"], sizes["tokens"])
-    return {
-        "schema": PREDICTION_SCHEMA,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "predicted_loss": point,
-        "predicted_interval": interval,
-        "ci_level": law.ci_level,
-        **prediction_record(law, sizes["law_params"], sizes["tokens"]),
-        "law": {"path": str(Path(law_path).resolve()), "sha256": record["law_sha256"], "form": law.form,
-                "param_convention": law.param_convention, "params": law.law.to_dict(),
-                "n_bootstrap": law.n_bootstrap, "sweep_table": law.rows.get("source")},
-        "request": record,
-        "run": {**spec.to_dict(), **sizes},
-        "data": {"path": str(data), "hash": spec.data_hash},
-        "training": training.to_json(),
-        "plan": planned.to_json(),
-    }
+    return Prediction(
+        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        predicted_loss=point,
+        predicted_interval=interval,
+        ci_level=law.ci_level,
+        details=prediction_record(law, sizes["law_params"], sizes["tokens"]),
+        law={"path": str(Path(law_path).resolve()), "sha256": record["law_sha256"], "form": law.form,
+             "param_convention": law.param_convention, "params": law.law.to_dict(),
+             "n_bootstrap": law.n_bootstrap, "sweep_table": law.rows.get("source")},
+        request=record,
+        run={**spec.to_dict(), **sizes},
+        data={"path": str(data), "hash": spec.data_hash},
+        training=training.to_json(),
+        plan=planned.to_json(),
+    )

@@ -23,7 +23,7 @@ def rank_train_config(out: Path, threads: int | None):
     from sweeps.runner import read_settings, train_config
 
     registered = read_prediction(out)
-    spec = RunSpec.from_dict({k: v for k, v in registered["run"].items()
+    spec = RunSpec.from_dict({k: v for k, v in registered.run.items()
                               if k in {f.name for f in dataclasses.fields(RunSpec)}})
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cfg = train_config(spec, read_settings(out)["data"], run_dir(out, spec.run_id), threads)
