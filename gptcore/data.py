@@ -41,6 +41,7 @@ import numpy as np
 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
+from gptcore.progress import progress_bar
 from gptcore.tokenizer import EOT_ID, RANKS_SHA256, CompactVocab, Tokenizer, gpt2
 
 SCHEMA = "gptcore-data/1"
@@ -237,14 +238,12 @@ def read_documents(path: Path, raw: BinaryIO | None = None, encoding: str = "utf
 
 def tokenize_files(files: list[Path], progress: bool = True, encoding: str = "utf-8") -> list[np.ndarray]:
     """gpt2 ids (uint16, no separators) of every document in `files`, in order, encoded on all cores."""
-    from tqdm import tqdm
-
     enc = gpt2()
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     docs: list[np.ndarray] = []
     total_bytes = sum(f.stat().st_size for f in files)
-    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenizing", file=sys.stderr,
-              disable=not progress, dynamic_ncols=True) as bar:
+    start = time.perf_counter()
+    with progress_bar(total_bytes, unit="B", desc="tokenizing", enabled=progress, unit_scale=True) as bar:
         bytes_before, n_tokens = 0, 0  # source bytes of the files already read; tokens so far
         for path in files:
             with open(path, "rb") as raw:
@@ -252,7 +251,8 @@ def tokenize_files(files: list[Path], progress: bool = True, encoding: str = "ut
                     for ids in enc.encode_ordinary_batch(batch, num_threads=threads):
                         docs.append(np.array(ids, dtype=DTYPE))
                         n_tokens += len(ids)
-                    bar.set_postfix(tokens=f"{n_tokens:,}", refresh=False)
+                    rate = n_tokens / max(time.perf_counter() - start, 1e-9)
+                    bar.set_postfix_str(f"{n_tokens:,} tokens, {rate:,.0f} tokens/s", refresh=False)
                     bar.update(bytes_before + raw.tell() - bar.n)
             bytes_before += path.stat().st_size
             bar.update(bytes_before - bar.n)

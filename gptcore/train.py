@@ -18,7 +18,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -42,6 +41,7 @@ from gptcore.hardware import cpu_matmul_peak, peak_flops_per_s
 from gptcore.model import GPT, estimate_mfu
 from gptcore.preemption import Preemption
 from gptcore.pretrained import starting_weights
+from gptcore.progress import progress_bar
 from gptcore.schedule import lr_at
 
 RESUMABLE = ("stopped", "preempted")  # statuses that write no summary.json: re-running resumes the run
@@ -543,12 +543,9 @@ class Trainer:
         """Step until the budget is spent, the loss diverges, on_eval stops or a preemption signal came (the
         step in flight is finished and checkpointed first); returns the status."""
         metrics = open(self.run.metrics, "a") if self.d.main else None  # noqa: SIM115 (closed in finally)
-        bar = None
-        if self.d.main and self.cfg.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.total_steps, initial=self.state.step, file=sys.stderr, unit="step",
-                       dynamic_ncols=True)
+        # A tqdm bar on a terminal, a plain line now and then without one (gptcore.progress).
+        bar = progress_bar(self.total_steps, unit="step", initial=self.state.step) \
+            if self.d.main and self.cfg.progress else None
         try:
             if self.total_steps == 0 and not self.run.ckpt.exists():  # 0 steps from init_from: keep its weights
                 row = {"step": 0, "tokens": 0, "flops": 0.0}

@@ -6,6 +6,7 @@ import math
 import re
 
 from gptcore.errors import UserError
+from gptcore.progress import format_duration  # noqa: F401 (one implementation, below the maths: the trainer's)
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 _SIZE = re.compile(r"^\s*([-+]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*$", re.IGNORECASE)
@@ -80,22 +81,3 @@ def format_ratio(x: float, floor: float = 0.1) -> str:
     if x < floor:
         return f"< {floor:g}"
     return f"{x:.1f}" if x < 1e4 else (f"{x:,.0f}" if x < 1e12 else f"{x:.4g}")
-
-
-def format_duration(seconds: float | None) -> str:
-    """'19 ms', '4.2 s', '3.5 min', '2.1 h', '3.0 days' (3 significant figures below a day)."""
-    if not _finite(seconds):
-        return "unknown"
-    if seconds < 1:
-        return f"{seconds * 1e3:.3g} ms"
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.3g} min"
-    hours = seconds / 3600
-    if hours < 48:
-        return f"{hours:.3g} h"
-    days = hours / 24
-    if days < 1e4:
-        return f"{days:,.1f} days"
-    return f"{days:,.0f} days" if days < 1e12 else f"{days:.4g} days"

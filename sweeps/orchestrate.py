@@ -184,7 +184,7 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     if opts.dry_run:
         return 0
 
-    progress = SweepProgress([s.run_id for s in specs], enabled=opts.progress)
+    progress = SweepProgress([s.run_id for s in specs], enabled=opts.progress, sweep_dir=out)
     preempted = False
     try:
         if todo:

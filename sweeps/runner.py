@@ -64,6 +64,12 @@ def read_settings(sweep_dir: str | os.PathLike) -> dict:
 
 def latest_loss(metrics_path: Path) -> float | None:
     """The last loss in a metrics JSONL file: the last row's val loss if it has one, else its train loss."""
+    row = latest_row(metrics_path)
+    return None if row is None else row.get("val_loss", row.get("train_loss"))
+
+
+def latest_row(metrics_path: Path) -> dict | None:
+    """The last whole row of a metrics JSONL file (read from its tail), or None."""
     try:
         with open(metrics_path, "rb") as f:
             start = max(0, f.seek(0, os.SEEK_END) - 4096)
@@ -78,7 +84,8 @@ def latest_loss(metrics_path: Path) -> float | None:
             row = json.loads(line)
         except ValueError:
             continue
-        return row.get("val_loss", row.get("train_loss"))
+        if isinstance(row, dict):
+            return row
     return None
 
 

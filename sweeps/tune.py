@@ -23,6 +23,7 @@ import numpy as np
 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_text
+from gptcore.progress import progress_bar
 from sweeps import hparams
 from sweeps.grid import Grid, RunSpec, resolve
 
@@ -145,6 +146,7 @@ class TuneOptions:
     seed: int = 0
     lr_range: tuple[float, float] | None = None  # default: Kaplan's rule for the size, /LR_SPAN to xLR_SPAN
     threads: int | None = None
+    progress: bool = True
 
 
 def tune_size(spec: RunSpec, name: str, storage, data: str, out: Path, opts: TuneOptions) -> object:
@@ -169,8 +171,26 @@ def tune_size(spec: RunSpec, name: str, storage, data: str, out: Path, opts: Tun
         centre = hparams.default_lr(spec.non_embedding_params)
         lr_range = opts.lr_range or (centre / LR_SPAN, centre * LR_SPAN)
         run = objective(spec, data, out / "trials" / name, opts.threads, lr_range)
-        study.optimize(run, n_trials=opts.trials - done, catch=(Exception,))
+        bar = progress_bar(opts.trials, unit="trial", desc=spec.run_id, initial=done, enabled=opts.progress)
+        try:
+            study.optimize(run, n_trials=opts.trials - done, catch=(Exception,), callbacks=[_TrialProgress(bar)])
+        finally:
+            bar.close()
     return study
+
+
+class _TrialProgress:
+    """Optuna callback: trial i/n of a size, with the best learning rate so far and its loss."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def __call__(self, study, trial) -> None:
+        best = _best(study)
+        last = f"last {trial.state.name.lower()}"
+        self.bar.set_postfix_str(f"best lr {best.params['lr']:.3g} (val loss {best.value:.4f}), {last}"
+                                 if best else f"no trial completed yet, {last}", refresh=False)
+        self.bar.update(1)
 
 
 def trial_rows(studies: list) -> list[dict]:

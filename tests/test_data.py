@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import scaling, start_scaling
+from helpers import cli_env, scaling, start_scaling
 
 from gptcore import data
 from gptcore.data import BUNDLED_CORPUS, BUNDLED_CORPUS_DIR, open_dataset, prepare
@@ -178,14 +178,15 @@ def test_interrupted_rebuild_leaves_a_dir_that_is_refused(tmp_path, books, monke
     assert open_dataset(out).meta["seed"] == 5
 
 
-def test_kill_during_tokenizing_keeps_the_old_dataset(tmp_path, books):
+def test_kill_during_tokenizing_keeps_the_old_dataset(tmp_path, books, monkeypatch):
+    monkeypatch.setenv("SCALING_PROGRESS_EVERY_S", "0")  # without a terminal, a progress line at each update
     src = write_jsonl(tmp_path / "books.jsonl", books[:3])
     out = tmp_path / "out"
     old = prepare([src], out, progress=False)
     proc = start_scaling("data", "prepare", *map(str, BUNDLED_CORPUS), "--out", str(out), stderr=subprocess.PIPE,
                          text=True)
     assert "rebuilding" in proc.stderr.readline()
-    assert "tokenizing" in proc.stderr.read(11)  # the progress bar is up: it is reading the sources
+    assert "tokenizing" in proc.stderr.read(11)  # progress is up: it is reading the sources
     proc.kill()
     proc.wait()
     assert open_dataset(out).meta == old
@@ -262,15 +263,15 @@ def test_cli_prepare_prints_a_summary(tmp_path, books, capsys):
     (line,) = captured.stdout.splitlines()
     assert f"{meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens" in line
     assert f"gpt2-compact {meta['vocab_size']:,} ids" in line
-    assert "tokenizing" in captured.stderr  # the progress bar
+    assert "tokenizing" not in captured.stderr  # without a terminal, a step this short shows no progress
 
 
 def test_cli_in_a_real_process(tmp_path, books):
     src = write_jsonl(tmp_path / "b.jsonl", books[:3])
     argv = ["data", "prepare", str(src), "--out", str(tmp_path / "out")]
-    done = scaling(*argv, timeout=120)
+    done = scaling(*argv, timeout=120, env=cli_env(SCALING_PROGRESS_EVERY_S="0"))  # a progress line each update
     assert done.returncode == 0, done.stderr
-    assert "train +" in done.stdout and "tokenizing" in done.stderr
+    assert "train +" in done.stdout and "tokenizing" in done.stderr and "\r" not in done.stderr
     again = scaling(*argv, timeout=120)
     assert again.returncode == 0 and "up to date" in again.stderr
     missing = scaling(*argv[:2], str(tmp_path / "nope.txt"), *argv[3:], timeout=120)

@@ -95,7 +95,7 @@ def run(args) -> int:
     data = str(args.data) if args.data else str(out / "data")
     if not args.data:
         step("prepare the bundled corpus (compact vocabulary)",
-             ["data", "prepare", *map(str, BUNDLED_CORPUS), "--out", data, "--no-progress"])
+             ["data", "prepare", *map(str, BUNDLED_CORPUS), "--out", data])
     step("tune the learning rate on two sizes (Optuna, pruned), fit lr_opt(N)",
          ["tune", *tune_flags, "--data", data, "--out", tune])
     step(f"sweep the {Path(grid).stem} grid with the tuned learning rates",

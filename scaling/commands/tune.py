@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--lr-range", help="LR search range LO,HI (default: Kaplan's rule /10 to x10 for each size)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
 
@@ -53,7 +54,8 @@ def run(args) -> int:
     tokens = int(parse_size(args.trial_tokens, "--trial-tokens")) if args.trial_tokens else None
     lr_range = parse_lr_range(args.lr_range) if args.lr_range else None
     opts = TuneOptions(
-        trials=args.trials, pruner=args.pruner, seed=args.seed, lr_range=lr_range, threads=available_cores()
+        trials=args.trials, pruner=args.pruner, seed=args.seed, lr_range=lr_range, threads=available_cores(),
+        progress=not args.no_progress,
     )
     trials_csv = run_tune(grid, args.out, opts, args.storage, args.data, tokens)
     plot = trials_csv.with_name("loss_vs_lr.png")

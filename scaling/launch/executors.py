@@ -23,10 +23,11 @@ def run_threads(executor: str, gpus: int) -> int:
     return max(1, available_cores() // (gpus if executor == "torchrun" else 1))
 
 
-def _progress(run_id: str, enabled: bool):
+def _progress(out: Path, run_id: str, enabled: bool):
+    """The run's bar: step/total, loss and time left (sweeps.progress), the launch being a one-run sweep."""
     from sweeps.progress import SweepProgress
 
-    return SweepProgress([run_id], enabled=enabled)
+    return SweepProgress([run_id], enabled=enabled, sweep_dir=out)
 
 
 def _has_gpu() -> bool:
@@ -39,7 +40,7 @@ def run_local(out: Path, spec: RunSpec, progress: bool) -> None:
     """One sweep worker process with every core (one GPU if there is one): it resumes a claimed run."""
     from sweeps.local import LocalExecutor
 
-    bar = _progress(spec.run_id, progress)
+    bar = _progress(out, spec.run_id, progress)
     try:
         LocalExecutor(out, workers=1, threads=run_threads("local", 1), gpus=1 if _has_gpu() else 0).run(
             [spec.run_id], bar)
@@ -52,7 +53,7 @@ def run_slurm(out: Path, spec: RunSpec, partition: str | None, timeout_min: floa
     """A one-task SLURM array of a Checkpointable job: a timeout or preemption requeues and resumes it."""
     from sweeps.slurm import SlurmExecutor
 
-    bar = _progress(spec.run_id, progress)
+    bar = _progress(out, spec.run_id, progress)
     try:
         SlurmExecutor(out, partition, timeout_min, gpus_per_run=gpus if _has_gpu() else 0,
                       cpus_per_run=max(1, os.cpu_count() or 1)).run([spec.run_id], bar, {})
