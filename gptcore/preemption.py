@@ -32,7 +32,9 @@ class Preemption:
         return self
 
     def _handle(self, signum: int, frame) -> None:
+        global _last_signal
         self.signum = self.signum or signum
+        _last_signal = signum
 
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
@@ -44,6 +46,9 @@ class Preemption:
         return self.signum is not None
 
 
-def hand_on(signum: int) -> None:
-    """Deliver `signum` again, to the handler now installed (submitit's requeue, or the default: exit)."""
-    signal.raise_signal(signum)
+_last_signal: int | None = None  # what the trainer's caller hands on (a SLURM job: requeue, or be killed)
+
+
+def last_signal() -> int | None:
+    """The last preemption signal this process caught while a Preemption was entered, or None."""
+    return _last_signal

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import submitit
 
+from gptcore.preemption import last_signal
 from sweeps.progress import SweepProgress
 from sweeps.runner import run_claimed
 from sweeps.store import FINAL, Store
@@ -43,14 +44,18 @@ def slurm_owner() -> str:
     return f"slurm:{os.environ.get('SLURM_JOB_ID', 'unknown')}"
 
 
-def requeue() -> None:
-    """Hand the preemption on to submitit: its handler of the signal it asked SLURM for (`--signal`, USR2 by
-    default) checkpoints this job (RunJob.checkpoint: call it again) and requeues it with `scontrol requeue`.
+def hand_on_preemption() -> None:
+    """After the trainer checkpointed on a preemption signal, do what that signal asked of this job.
 
-    The trainer had the signal first (SIGTERM on preemption, USR2 before the time limit): it finished its
-    step and saved a checkpoint, which the requeued job resumes from.
+    USR2 (what submitit asks SLURM to send before the time limit): submitit's handler of it checkpoints
+    this job (RunJob.checkpoint: call it again) and requeues it with `scontrol requeue`. SIGTERM (SLURM
+    preempting, requeueing or cancelling the job): die of it, as SLURM expects, which then requeues the job
+    or not; submitit only logs SIGTERM, so the default action is put back first.
     """
-    signal.raise_signal(submitit.JobEnvironment._usr_sig())
+    signum = last_signal() or signal.SIGTERM
+    if signum != submitit.JobEnvironment._usr_sig():
+        signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -78,7 +83,7 @@ class RunJob(submitit.helpers.Checkpointable):
                 store.finish(self.run_id, owner, "timeout", str(e))
                 raise
             if status == "preempted":
-                requeue()
+                hand_on_preemption()
             return {"run_id": self.run_id, "status": status, "owner": owner}
         finally:
             store.close()

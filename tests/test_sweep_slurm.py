@@ -69,3 +69,30 @@ def test_an_array_of_4_runs_with_one_requeued_resumes_from_its_checkpoint(prepar
     sacct = subprocess.run(["sacct", "-j", job_id, "-D", "-n", "-o", "State", "--parsable2"],
                            capture_output=True, text=True).stdout
     assert "REQUEUED" in sacct
+
+
+def test_usr2_before_the_time_limit_checkpoints_the_step_and_submitit_requeues(prepared_data, tmp_path):
+    """The signal SLURM is told to send (submitit: USR2) reaches the trainer, which finishes its step and
+    checkpoints; submitit then requeues the job, which resumes with no step lost since the signal."""
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID.replace('tokens = ["8K", "12K", "16K", "128K"]', 'tokens = ["128K"]')
+                    .replace("checkpoint_every = 5", "checkpoint_every = 1000"))
+    out = tmp_path / "sweep"
+    proc = start_scaling("sweep", "--grid", str(grid), "--data", str(prepared_data), "--out", str(out),
+                         "--executor", "slurm", "--no-estimate", "--timeout-min", "10", log=tmp_path / "sweep.log")
+    victim = "L1-d32-D128K"
+    metrics = out / "runs" / victim / "metrics.jsonl"
+    wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 10, 240, "10 steps logged")
+    row = rows(out)[victim]
+    seen = len(metrics.read_text().splitlines())
+    job_id = row["owner"].split(":", 1)[1]
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, capture_output=True)
+    assert proc.wait(timeout=400) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+    final = rows(out)[victim]
+    assert (final["status"], final["attempts"], final["completions"]) == ("completed", 2, 1)
+    train_log = (out / "runs" / victim / "train.log").read_text()
+    assert "preempted by SIGUSR2" in train_log
+    resumed_at = int(train_log.split("resuming ")[1].split(" at step ")[1].split("/")[0])
+    assert resumed_at >= seen  # the checkpoint the signal asked for, not an older one
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in metrics.read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1))
