@@ -169,7 +169,8 @@ def shape_for_params(
     """
     if not (target_params > 0 and math.isfinite(target_params)):
         raise UserError(f"target parameter count must be a positive number, got {target_params}")
-    counters = {"non_embedding": count_non_embedding_params, "total": count_params}
+    counters = {"non_embedding": count_non_embedding_params, "total": count_params,
+                "non_embedding_with_head": count_matmul_params}
     if convention not in counters:
         raise UserError(f"unknown parameter convention {convention!r}; use one of {', '.join(counters)}")
     count = counters[convention]

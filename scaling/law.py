@@ -18,6 +18,7 @@ import numpy as np
 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
+from scaling.fit import PARAM_CONVENTIONS
 
 if TYPE_CHECKING:  # scaling.fit.predictive imports this module
     from scaling.fit.predictive import Calibration, PredictionInterval
@@ -27,7 +28,7 @@ PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 LOSS_LAW_FORMS = ("chinchilla", "vpnls")  # the fit forms whose result is an L(N, D) law (scaling.fit.estimators)
 LAW_FILE_KEYS = ("schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options", "rows",
                  "bootstrap_params", "objective", "n_points", "warnings", "at_flops", "prediction_calibration",
-                 "sweep_training")
+                 "sweep_training", "form_choice")
 
 
 def percentile_interval(samples, level: float) -> list:
@@ -221,6 +222,7 @@ class FittedLaw:
     # How the fitted runs were trained (LR, batch and warmup rules, ctx, data), as their sweep recorded it in
     # sweep.json (sweeps.grid.training_record): what a launch trains its final run by. None: not from a sweep.
     sweep_training: dict | None = None
+    form_choice: dict | None = None  # `fit --form auto`: the variant chosen and its backtest table (scaling.fit.auto)
 
     def __post_init__(self):
         if self.bootstrap is not None:  # rows given as lists (a hand-written law); none at all is None
@@ -337,6 +339,8 @@ class FittedLaw:
             out["at_flops"] = self.details["at_flops"]
         if self.sweep_training is not None:
             out["sweep_training"] = self.sweep_training
+        if self.form_choice is not None:
+            out["form_choice"] = self.form_choice
         return {**out, **self.extra}
 
     def save(self, path: str | Path) -> None:
@@ -358,8 +362,9 @@ class FittedLaw:
         if form not in LOSS_LAW_FORMS:  # a law file holds an L(N, D) law: only these forms fit one
             raise UserError(f"law file {path}: form must be one of {', '.join(LOSS_LAW_FORMS)}, got {form!r}")
         convention = raw.get("param_convention", "total")
-        if convention not in ("total", "non_embedding"):
-            raise UserError(f"law file {path}: param_convention must be total or non_embedding, got {convention!r}")
+        if convention not in PARAM_CONVENTIONS:
+            raise UserError(f"law file {path}: param_convention must be one of {', '.join(PARAM_CONVENTIONS)}, "
+                            f"got {convention!r}")
         rows = raw.get("rows", {})
         if not isinstance(rows, dict) or not isinstance(rows.get("source", ""), (str, type(None))) \
                 or not isinstance(rows.get("excluded") or {}, dict):
@@ -370,6 +375,9 @@ class FittedLaw:
         if training is not None and not (isinstance(training, dict) and isinstance(training.get("lr_rule"), dict)):
             raise UserError(f"law file {path}: sweep_training must be an object with an lr_rule object, got "
                             f"{json.dumps(training)[:60]}")
+        choice = raw.get("form_choice")
+        if choice is not None and not (isinstance(choice, dict) and isinstance(choice.get("chosen"), str)):
+            raise UserError(f"law file {path}: form_choice must be an object naming the chosen variant")
         return cls(
             form=form,
             params=values,
@@ -388,6 +396,7 @@ class FittedLaw:
             extra={k: v for k, v in raw.items() if k not in LAW_FILE_KEYS},
             calibration=_read_calibration(raw, path),
             sweep_training=training,
+            form_choice=choice,
         )
 
     def with_finite_bootstrap(self) -> FittedLaw:

@@ -13,6 +13,7 @@ from gptcore.config import (
     GPT2_VOCAB,
     PRESETS,
     GPTConfig,
+    count_matmul_params,
     count_non_embedding_params,
     count_params,
     shape_for_params,
@@ -42,8 +43,11 @@ class ShapeFlags:
 
 
 def law_params(cfg: GPTConfig, convention: str) -> int:
-    """The model's N as a law counts it: every parameter ("total") or Kaplan's non-embedding count."""
-    return count_params(cfg) if convention == "total" else count_non_embedding_params(cfg)
+    """The model's N as a law counts it: every parameter ("total"), Kaplan's non-embedding count, or that plus
+    the head's V x d matrix (the matmul parameters)."""
+    counters = {"total": count_params, "non_embedding": count_non_embedding_params,
+                "non_embedding_with_head": count_matmul_params}
+    return counters[convention](cfg)
 
 
 def shape_for_law(params: float, convention: str, vocab_size: int, ctx: int, **overrides) -> GPTConfig:

@@ -39,7 +39,7 @@ def test_loss_law_forms_are_the_estimators_that_predict_loss():
 @pytest.mark.parametrize("field, value, message", [
     ("form", "weird", "form must be one of chinchilla, vpnls, got 'weird'"),
     ("form", "isoflop", "form must be one of chinchilla, vpnls, got 'isoflop'"),
-    ("param_convention", "embedding", "param_convention must be total or non_embedding"),
+    ("param_convention", "embedding", "param_convention must be one of total, non_embedding, non_embedding_with_head"),
 ])
 def test_a_law_file_of_an_unknown_form_is_refused(tmp_path, capsys, field, value, message):
     path = tmp_path / "law.json"

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gptcore.fileio import dumps_json
-from scaling.fit import FORMS
+from scaling.fit import FORMS, PARAM_CONVENTIONS
 from scaling.units import format_interval
 
 if TYPE_CHECKING:  # numpy comes in with the fit, not when the CLI lists its commands
+    from scaling.fit.auto import AutoChoice
     from scaling.fit.predictive import CoverageReport
     from scaling.law import FittedLaw
 
@@ -28,10 +29,12 @@ def register(subparsers) -> None:
     p.add_argument("src", metavar="SRC", help="sweep directory or CSV file of runs")
     p.add_argument(
         "--form",
-        choices=FORMS,
+        choices=(*FORMS, "auto"),
         default="chinchilla",
         help="chinchilla (Hoffmann Approach 3, default), vpnls (variable projection), isoflop "
-        "(Approach 2), envelope (Approach 1) or kaplan (L(N), L(D), L(C) power laws)",
+        "(Approach 2), envelope (Approach 1), kaplan (L(N), L(D), L(C) power laws), or auto: the Chinchilla "
+        "variant (plain, tied exponents, smallest or least-trained runs left out, another count of N) with the "
+        "lowest error on rolling-origin backtests of these runs, printed with the table behind the choice",
     )
     p.add_argument(
         "--bootstrap", type=int, default=0, metavar="K", help="bootstrap refits for intervals (0: none)"
@@ -46,9 +49,11 @@ def register(subparsers) -> None:
     p.add_argument("--ci", type=float, default=0.95, metavar="LEVEL", help="interval level (default 0.95)")
     p.add_argument(
         "--param-convention",
-        choices=("total", "non_embedding"),
+        choices=PARAM_CONVENTIONS,
         default="total",
-        help="model size N as total parameters (default) or non-embedding (column non_embedding_params)",
+        help="model size N as total parameters (default), non-embedding (column non_embedding_params), or "
+        "non-embedding plus the head's V x d matrix (non_embedding_with_head_params, or from a sweep table's "
+        "non_embedding_params, vocab_size and d_model)",
     )
     p.add_argument(
         "--at-flops",
@@ -81,8 +86,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from gptcore.errors import UserError
-    from scaling.fit.data import load_runs
     from scaling.fit.fitting import backtest, fit_runs, law_for_file
     from scaling.law import ChinchillaLaw, check_law_destination
     from scaling.units import parse_sizes
@@ -94,12 +100,11 @@ def run(args: argparse.Namespace) -> int:
     at_flops = parse_sizes(args.at_flops, "--at-flops") if args.at_flops is not None else None
     if at_flops == []:
         raise UserError(f"--at-flops: no budgets in {args.at_flops!r}; give sizes such as 1e21,1e22")
-    table = load_runs(args.src, args.param_convention)
     reference_specs = _reference_specs(args)  # a malformed flag is refused before the fit's work
-    options = {"irreducible": True} if args.irreducible else {}
+    table, form, options, choice = _table_and_form(args)
     result = fit_runs(
         table,
-        args.form,
+        form,
         bootstrap=args.bootstrap,
         seed=args.seed,
         by=args.bootstrap_by,
@@ -107,17 +112,17 @@ def run(args: argparse.Namespace) -> int:
         at_flops=at_flops,
         options=options,
     )
-    result = _with_sweep_training(result, table)
+    result = replace(_with_sweep_training(result, table), form_choice=None if choice is None else choice.to_json())
     law = law_for_file(result) if args.out else None  # refuse before writing anything
     if args.out:
         check_law_destination(args.out)
-    folds = backtest(table, args.form, options) if args.backtest else None
+    folds = backtest(table, form, options) if args.backtest else None
     coverage = None
     if (args.out or args.backtest) and isinstance(result.law, ChinchillaLaw):
-        result, coverage = _calibrated(result, table, args, options)
+        result, coverage = _calibrated(result, table, form, args, options)
         law = law_for_file(result) if args.out else None
     references = _evaluate_references(reference_specs, table.param_convention, args)
-    report = FitReport(result, folds, coverage if args.backtest else None, references)
+    report = FitReport(result, folds, coverage if args.backtest else None, references, choice)
     if args.plot:
         from analysis.plots import plot_all
 
@@ -127,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps_json(report.to_json()))
         return 0
+    if choice is not None:
+        print(format_choice(choice))
     print(format_result(report))
     if report.backtest is not None:
         print(format_backtest(report.backtest))
@@ -141,6 +148,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table_and_form(args) -> tuple:
+    """(table, form, options, AutoChoice or None): as given, or for --form auto the variant its backtest
+    chose (scaling.fit.auto), its runs in its convention and its estimator options."""
+    from gptcore.errors import UserError
+    from scaling.fit.data import load_runs
+
+    table = load_runs(args.src, args.param_convention)
+    if args.form != "auto":
+        return table, args.form, {"irreducible": True} if args.irreducible else {}, None
+    import numpy as np
+
+    from scaling.fit import auto
+
+    tables = {args.param_convention: table}
+    for convention in PARAM_CONVENTIONS:  # the other counts of N where the table has their columns
+        if convention != args.param_convention:
+            try:
+                other = load_runs(args.src, convention)
+            except UserError:
+                continue
+            if np.array_equal(other.run_id, table.run_id):
+                tables[convention] = other
+    choice, variant = auto.choose(tables, args.param_convention)
+    return auto.chosen_table(tables, variant), "chinchilla", dict(variant.options), choice
+
+
 def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:
     """The law with its sweep's training record (LR rule and the rest) copied from sweep.json, so a launch
     trains its final run as the fitted runs were trained."""
@@ -152,7 +185,7 @@ def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:
     return result if training is None else replace(result, sweep_training=training)
 
 
-def _calibrated(result: FittedLaw, table, args, options: dict) -> tuple[FittedLaw, CoverageReport]:
+def _calibrated(result: FittedLaw, table, form: str, args, options: dict) -> tuple[FittedLaw, CoverageReport]:
     """The law with its prediction-interval calibration (rolling-origin backtests of these runs), and how
     the calibrated intervals covered the held-out folds. Fold refits bootstrap only when the fit does, so
     that parameter uncertainty is counted the same way in the backtests and at the target."""
@@ -161,7 +194,7 @@ def _calibrated(result: FittedLaw, table, args, options: dict) -> tuple[FittedLa
     from scaling.fit import predictive
 
     n_boot = predictive.FOLD_BOOTSTRAP if args.bootstrap > 0 else 0
-    cal, bt = predictive.calibrate_fit(table, result.law, args.form, options, args.ci, n_boot, args.seed)
+    cal, bt = predictive.calibrate_fit(table, result.law, form, options, args.ci, n_boot, args.seed)
     return replace(result, calibration=cal), predictive.coverage_report(bt, cal)
 
 
@@ -201,14 +234,15 @@ def _evaluate_references(specs, param_convention: str, args) -> list:
     if not specs:
         return []
     from analysis.plots import Reference
-    from gptcore.config import count_non_embedding_params, count_params, flops_per_token_with_attention
+    from gptcore.config import flops_per_token_with_attention
     from gptcore.evaluate import evaluate_checkpoint
+    from scaling.planner_shape import law_params
 
     refs = []
     for name, path, data in specs:
         loaded, result = evaluate_checkpoint(path, data, args.reference_tokens)
         cfg = loaded.model.cfg
-        n = count_params(cfg) if param_convention == "total" else count_non_embedding_params(cfg)
+        n = law_params(cfg, param_convention)
         d = loaded.tokens_trained
         # The trainer's count, as the sweep's own flops column is: 6N (head included) + attention.
         c = None if d is None else d * flops_per_token_with_attention(cfg)
@@ -225,6 +259,7 @@ class FitReport:
     backtest: list[dict] | None = None
     coverage: CoverageReport | None = None
     references: list = ()  # analysis.plots.Reference: shown beside the fit, never in it
+    choice: AutoChoice | None = None  # --form auto: the variant chosen and the backtest table behind it
 
     def reference_rows(self) -> list[dict]:
         """Each reference with the law's loss at its (N, D) where D is known: the law's view of that model."""
@@ -272,6 +307,8 @@ class FitReport:
             out["prediction_backtest"] = self.coverage.to_json()
         if self.references:
             out["references"] = self.reference_rows()
+        if self.choice is not None:
+            out["form_choice"] = self.choice.to_json()
         return _finite(out)
 
 
@@ -323,6 +360,18 @@ def format_result(report: FitReport) -> str:
     for r in law.details.get("refused", []):
         lines.append(f"  refused budget {r['flops']:.3g} FLOPs ({r['n_points']} runs): {r['reason']}")
     lines.extend(f"  warning: {w}" for w in law.warnings)
+    return "\n".join(lines)
+
+
+def format_choice(c: AutoChoice) -> str:
+    """--form auto: the backtest table behind the choice, one variant a line, the chosen one marked."""
+    lines = [f"--form auto: chose {c.chosen} by {c.criterion}, over {len(c.folds)} folds:",
+             f"    {'variant':<30}{'N counted':<26}{'folds':>6}{'runs':>6}{'MAE':>8}{'mean':>9}{'max':>8}"]
+    for s in c.scores:
+        mark = "*" if s.name == c.chosen else " "
+        head = f"  {mark} {s.name:<30}{s.convention:<26}{s.folds_fitted:>6}"
+        lines.append(f"{head}  not comparable: {s.refused}" if s.mae_pct is None else
+                     f"{head}{s.n_scored:>6}{s.mae_pct:>7.2f}%{s.mean_error_pct:>+8.2f}%{s.max_abs_error_pct:>7.2f}%")
     return "\n".join(lines)
 
 

@@ -29,6 +29,9 @@ GRID_LOG_A = GRID_LOG_B = np.arange(0.0, 25.01, 5.0)
 # bootstrap then shows no spread. These tolerances (used by the reference too) reach the optimum BFGS reaches.
 FTOL, GTOL, MAX_ITER = 1e-14, 1e-12, 15000
 LOG_FLOAT_MAX = float(np.log(np.finfo(float).max))  # exp of more overflows
+# Tied starts stuck in a poor basin (an exponent near 0, a coefficient running off) crawl for all 15,000 steps,
+# 100x above the best objective; 1,000 batched steps find the best one and scipy polishes it.
+TIED_MAX_ITER = 1000
 
 
 def initial_grid() -> np.ndarray:
@@ -212,35 +215,59 @@ class PointFit:
     n_kept: int
 
 
+def untie(theta4: np.ndarray) -> np.ndarray:
+    """Rows (log_A, log_B, log_E, g) of a tied fit as theta rows with alpha = beta = g."""
+    theta4 = np.atleast_2d(theta4)
+    return np.column_stack([theta4, theta4[:, 3]])
+
+
+def tied_objective(theta4, log_n, log_d, log_loss, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """The objective with one exponent for N and D (Gadre et al. 2024 tie alpha = beta when runs are few): the
+    full objective at (log_A, log_B, log_E, g, g), its gradient in g the sum of those in alpha and beta."""
+    f, g = objective(untie(theta4), log_n, log_d, log_loss, weights)
+    return f, np.column_stack([g[:, :3], g[:, 3] + g[:, 4]])
+
+
+def _starts(starts: np.ndarray | None, tied: bool) -> np.ndarray:
+    """The appendix D.2 grid (its alpha = beta rows when tied), or given starts (their first 4 columns when tied)."""
+    grid = initial_grid() if starts is None else np.atleast_2d(starts)
+    if not tied:
+        return grid
+    return grid[grid[:, 3] == grid[:, 4], :4] if starts is None else grid[:, :4]
+
+
 def fit(
-    params, tokens, loss, starts: np.ndarray | None = None, prune_after: int = 10, keep: int = 250
+    params, tokens, loss, starts: np.ndarray | None = None, prune_after: int = 10, keep: int = 250,
+    tied: bool = False,
 ) -> PointFit:
-    """The best of L-BFGS runs from every start of the grid.
+    """The best of L-BFGS runs from every start of the grid (theta rows of 5; tied: alpha = beta).
 
     All starts take `prune_after` batched steps; only the `keep` lowest objectives go on to convergence (bad
     starts are far behind by then), and the best is polished by scipy's L-BFGS-B, the reference optimiser.
     """
     log_n, log_d, log_l = _data(params, tokens, loss)
-    starts = initial_grid() if starts is None else np.atleast_2d(starts)
+    starts = _starts(starts, tied)
+    obj = tied_objective if tied else objective
 
     def fun(theta, _rows):
-        return objective(theta, log_n, log_d, log_l)
+        return obj(theta, log_n, log_d, log_l)
 
     early = batch_lbfgs(fun, starts, max_iter=prune_after)
     kept = np.argsort(early.f)[: min(keep, len(starts))]
-    late = batch_lbfgs(fun, early.theta[kept])
+    late = batch_lbfgs(fun, early.theta[kept], max_iter=TIED_MAX_ITER if tied else MAX_ITER)
     best = int(np.argmin(late.f))
-    theta, f = _scipy_lbfgs(late.theta[best], log_n, log_d, log_l)
+    theta, f = _scipy_lbfgs(late.theta[best], log_n, log_d, log_l, obj=obj)
     if not f <= late.f[best]:
         theta, f = late.theta[best], float(late.f[best])
+    theta = untie(theta)[0] if tied else theta
     return PointFit(theta=theta, objective=f, n_starts=len(starts), n_kept=len(kept))
 
 
-def _scipy_lbfgs(theta0, log_n, log_d, log_l, weights=None) -> tuple[np.ndarray, float]:
+def _scipy_lbfgs(theta0, log_n, log_d, log_l, weights=None, obj=objective) -> tuple[np.ndarray, float]:
     from scipy.optimize import minimize
 
     def fg(theta):
-        f, g = objective(theta[None, :], log_n, log_d, log_l, weights)
+        f, g = obj(theta[None, :], log_n, log_d, log_l, weights)
         return float(f[0]), g[0]
 
     res = minimize(
@@ -265,17 +292,19 @@ def reference_fit(params, tokens, loss, starts: np.ndarray | None = None) -> Poi
     return PointFit(theta=best_theta, objective=best_f, n_starts=len(starts), n_kept=len(starts))
 
 
-def bootstrap(params, tokens, loss, counts: np.ndarray, theta0: np.ndarray) -> np.ndarray:
+def bootstrap(params, tokens, loss, counts: np.ndarray, theta0: np.ndarray, tied: bool = False) -> np.ndarray:
     """Refit every replicate at once, each weighting the points by its resampling counts (K, n).
 
     Replicates start from the point fit theta0: a resample moves the optimum a little, not to another basin.
-    Returns theta rows (K, 5).
+    Returns theta rows (K, 5) (tied: alpha = beta in each).
     """
     log_n, log_d, log_l = _data(params, tokens, loss)
     counts = np.asarray(counts, float)
+    obj = tied_objective if tied else objective
 
     def fun(theta, rows):
-        return objective(theta, log_n, log_d, log_l, counts[rows])
+        return obj(theta, log_n, log_d, log_l, counts[rows])
 
-    start = np.repeat(np.atleast_2d(theta0), len(counts), axis=0)
-    return batch_lbfgs(fun, start).theta
+    start = np.repeat(np.atleast_2d(theta0)[:, : 4 if tied else 5], len(counts), axis=0)
+    theta = batch_lbfgs(fun, start).theta
+    return untie(theta) if tied else theta

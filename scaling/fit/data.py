@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from gptcore.errors import UserError
+from scaling.fit import PARAM_CONVENTIONS
 
 REQUIRED = ("params", "tokens", "loss")
-PARAM_CONVENTIONS = ("total", "non_embedding")
 SWEEP_TABLE = "sweep.csv"
 
 
@@ -80,6 +80,20 @@ class RunTable:
         }
 
 
+SIZE_COLUMNS = {"total": "params", "non_embedding": "non_embedding_params",
+                "non_embedding_with_head": "non_embedding_with_head_params"}
+
+
+def _with_head_column(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with non_embedding_with_head_params: as given, or non_embedding_params + vocab_size x d_model
+    (the head's matrix) where a sweep's table has those columns; missing, the column check names it."""
+    if SIZE_COLUMNS["non_embedding_with_head"] in df.columns or not {"non_embedding_params", "vocab_size",
+                                                                     "d_model"} <= set(df.columns):
+        return df
+    num = {c: pd.to_numeric(df[c], errors="coerce") for c in ("non_embedding_params", "vocab_size", "d_model")}
+    return df.assign(non_embedding_with_head_params=num["non_embedding_params"] + num["vocab_size"] * num["d_model"])
+
+
 def load_runs(src: str | Path, param_convention: str = "total") -> RunTable:
     """Read a CSV of runs or a sweep directory; one-line UserError for every kind of bad input."""
     path = Path(src)
@@ -113,7 +127,8 @@ def runs_from_frame(
             f"unknown parameter convention {param_convention!r}; use one of {', '.join(PARAM_CONVENTIONS)}"
         )
     where = source or "the table"
-    size_col = "params" if param_convention == "total" else "non_embedding_params"
+    df = _with_head_column(df) if param_convention == "non_embedding_with_head" else df
+    size_col = SIZE_COLUMNS[param_convention]
     needed = list(REQUIRED) + ([size_col] if size_col not in REQUIRED else [])
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -166,7 +181,8 @@ def runs_from_frame(
 
 # What a run's numbers can be: a loss above 100 nats per token is no language model's (ln of a vocabulary of
 # 2.7e43 words), and sizes past these would overflow the fit's powers; such a row is a typo or a poisoned file.
-MAX_VALUE = {"loss": 100.0, "params": 1e15, "non_embedding_params": 1e15, "tokens": 1e18, "flops": 1e35}
+MAX_VALUE = {"loss": 100.0, "params": 1e15, "non_embedding_params": 1e15, "non_embedding_with_head_params": 1e15,
+             "tokens": 1e18, "flops": 1e35}
 
 
 def _check_ranges(cols: dict[str, np.ndarray], ok: pd.DataFrame, where: str) -> None:

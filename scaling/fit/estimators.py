@@ -71,7 +71,8 @@ def _law_params(law: ChinchillaLaw) -> dict[str, float]:
 
 def chinchilla_point(table: RunTable, warm: dict | None, options: dict) -> Estimate:
     starts = None if warm is None else chinchilla.params_to_theta(*(warm[k] for k in PARAM_NAMES))
-    res = chinchilla.fit(table.params, table.tokens, table.loss, starts=starts, keep=options.get("keep", 250))
+    res = chinchilla.fit(table.params, table.tokens, table.loss, starts=starts, keep=options.get("keep", 250),
+                         tied=bool(options.get("tie_exponents")))
     law = ChinchillaLaw(*chinchilla.theta_to_params(res.theta)[0])
     return Estimate(_law_params(law), res.objective, law, {"n_starts": res.n_starts, "n_kept": res.n_kept})
 

@@ -114,7 +114,8 @@ def _bootstrap_params(
     if form == "chinchilla":  # all replicates at once, batched, from the point fit
         theta0 = chinchilla.params_to_theta(*(params[k] for k in PARAM_NAMES))
         return chinchilla.theta_to_params(
-            chinchilla.bootstrap(table.params, table.tokens, table.loss, counts, theta0)
+            chinchilla.bootstrap(table.params, table.tokens, table.loss, counts, theta0,
+                                 tied=bool(options.get("tie_exponents")))
         )
     est = ESTIMATORS[form]
     rows = []

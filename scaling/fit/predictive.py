@@ -180,13 +180,14 @@ def fold_masks(table: RunTable) -> list[tuple[str, str, np.ndarray]]:
     return out
 
 
-def fold_spread(train: RunTable, law: ChinchillaLaw, test: RunTable, n_boot: int, seed: int) -> np.ndarray:
+def fold_spread(train: RunTable, law: ChinchillaLaw, test: RunTable, n_boot: int, seed: int,
+                tied: bool = False) -> np.ndarray:
     """The refit's bootstrap spread of log loss at the held-out runs (zeros with n_boot = 0)."""
     if n_boot <= 0:
         return np.zeros(len(test))
     counts = resample_counts(train, n_boot, seed)
     theta0 = chinchilla.params_to_theta(*(float(getattr(law, k)) for k in PARAM_NAMES))
-    theta = chinchilla.bootstrap(train.params, train.tokens, train.loss, counts, theta0)
+    theta = chinchilla.bootstrap(train.params, train.tokens, train.loss, counts, theta0, tied)
     losses = ChinchillaLaw.from_rows(chinchilla.theta_to_params(theta)).loss(test.params, test.tokens)
     return np.nan_to_num(log_spread(losses), nan=0.0)
 
@@ -225,7 +226,7 @@ def run_backtest(
             fold.refused = "the refit has a zero term and predicts no loss"
             continue
         pred = law.loss(test.params, test.tokens)
-        spread = fold_spread(train, law, test, n_boot, seed + i)
+        spread = fold_spread(train, law, test, n_boot, seed + i, bool((options or {}).get("tie_exponents")))
         rng = FittedRange.of(train)
         for j in range(len(test)):
             errors.append(

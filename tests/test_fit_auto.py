@@ -1,0 +1,108 @@
+"""`scaling fit --form auto`: the Chinchilla variant chosen by the user's own rolling-origin backtest, on
+synthetic tables where one variant is known to be better; the table behind the choice printed and kept in the
+law file; the same choice every time; too few runs refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import scaling
+
+from scaling.fit import chinchilla
+from scaling.law import ChinchillaLaw, FittedLaw
+
+TRUE = ChinchillaLaw(E=1.9, A=450.0, B=1500.0, alpha=0.34, beta=0.31)
+VOCAB = 100_000
+
+
+def isoflop_table(noise: float = 0.004, seed: int = 0, budgets=(1e17, 4e17, 1.6e18, 6.4e18, 2.5e19, 1e20)):
+    """Six sizes around TRUE's optimum per budget, lognormal noise on the loss."""
+    rng = np.random.default_rng(seed)
+    rows = [(n, c / (6 * n), c) for c in budgets for n in TRUE.compute_optimal(c)[0] * np.geomspace(1 / 6, 6, 6)]
+    df = pd.DataFrame(rows, columns=["params", "tokens", "flops"])
+    df["loss"] = TRUE.loss(df.params, df.tokens) * np.exp(noise * rng.standard_normal(len(df)))
+    return df
+
+
+def fit_auto(tmp_path, capsys, df: pd.DataFrame, *extra: str, name: str = "law.json"):
+    csv = tmp_path / "runs.csv"
+    df.to_csv(csv, index=False)
+    ran = scaling("fit", str(csv), "--form", "auto", "--out", str(tmp_path / name), *extra, capsys=capsys)
+    return ran, tmp_path / name
+
+
+def test_auto_leaves_out_the_least_trained_runs_when_they_are_off_the_law(tmp_path, capsys):
+    """The least-trained quarter of the runs lies 8% above the law (as short runs whose warmup dominates do):
+    leaving them out predicts the held-out runs best, and the law file says so."""
+    df = isoflop_table()
+    per_param = df.tokens / df.params
+    df.loc[per_param < per_param.quantile(0.25), "loss"] *= 1.08
+    ran, law_path = fit_auto(tmp_path, capsys, df)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "--form auto: chose drop-least-trained by mean absolute % error" in ran.stdout
+    assert "* drop-least-trained" in ran.stdout and "  chinchilla" in ran.stdout and "tied" in ran.stdout
+    law = FittedLaw.load(law_path)
+    table = {row["name"]: row for row in law.form_choice["table"]}
+    assert law.form_choice["chosen"] == "drop-least-trained"
+    assert table["drop-least-trained"]["mae_pct"] == min(r["mae_pct"] for r in table.values())
+    assert table["drop-least-trained"]["mae_pct"] < table["chinchilla"]["mae_pct"]
+    assert any("least-trained quarter" in reason for reason in law.excluded)
+    assert law.n_points == len(df) - sum(law.excluded.values())
+
+
+def test_auto_counts_n_as_the_losses_do_when_the_table_has_the_columns(tmp_path, capsys):
+    """Exact losses of N = non-embedding + head (Porian et al.'s count) on a large vocabulary: that count fits
+    them exactly, every other count misfits the small models."""
+    df = isoflop_table(noise=0.0)
+    n_ne = df.params.to_numpy()
+    d_model = np.round((n_ne * 64 / 12) ** (1 / 3))
+    df = df.assign(non_embedding_params=n_ne, d_model=d_model, vocab_size=VOCAB, params=n_ne + 2 * VOCAB * d_model,
+                   loss=TRUE.loss(n_ne + VOCAB * d_model, df.tokens))
+    ran, law_path = fit_auto(tmp_path, capsys, df)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    law = FittedLaw.load(law_path)
+    assert law.form_choice["chosen"] == "N=non_embedding_with_head"
+    assert law.param_convention == "non_embedding_with_head"
+    assert {r["name"] for r in law.form_choice["table"]} >= {"N=non_embedding", "N=non_embedding_with_head"}
+    assert law.law.alpha == pytest.approx(TRUE.alpha, rel=1e-3)
+
+
+def test_auto_is_deterministic_given_the_seed_and_json_carries_the_table(tmp_path, capsys):
+    df = isoflop_table(seed=3)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    runs = [fit_auto(tmp_path / d, capsys, df, "--bootstrap", "20", "--seed", "7", "--json")[0] for d in ("a", "b")]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    one, two = (json.loads(r.stdout.splitlines()[-1]) for r in runs)
+    assert one["form_choice"] == two["form_choice"] and one["ci"] == two["ci"]
+    laws = [json.loads((tmp_path / d / "law.json").read_text()) for d in ("a", "b")]
+    for law in laws:
+        law["rows"].pop("source")  # the CSVs' paths: the only difference
+    assert laws[0] == laws[1]
+    law = laws[0]
+    assert law["form_choice"]["chosen"] == one["form_choice"]["chosen"]
+    assert law["fit_options"]["form"] == "chinchilla"  # what was fitted: the chosen variant of the form
+    assert len(law["form_choice"]["folds"]) >= 2
+
+
+def test_auto_with_too_few_runs_to_backtest_is_a_one_line_error(tmp_path, capsys):
+    ran, law_path = fit_auto(tmp_path, capsys, isoflop_table(budgets=(1e18,)))  # 6 runs: enough to fit
+    assert ran.returncode == 2 and ran.stderr.count("\n") == 1
+    assert "--form auto: 6 runs give " in ran.stderr and "backtest fold(s) that every variant can refit" in ran.stderr
+    assert "2 are needed to choose by backtest" in ran.stderr
+    assert not law_path.exists()
+
+
+def test_tied_fit_ties_the_exponents_and_its_bootstrap_too():
+    df = isoflop_table()
+    fit = chinchilla.fit(df.params, df.tokens, df.loss, tied=True)
+    e, a, b, alpha, beta = chinchilla.theta_to_params(fit.theta)[0]
+    assert alpha == beta and 0.2 < alpha < 0.5
+    untied = chinchilla.fit(df.params, df.tokens, df.loss)
+    assert fit.objective >= untied.objective - 1e-12  # one constraint more: never a better fit in-sample
+    counts = np.random.default_rng(0).multinomial(len(df), np.full(len(df), 1 / len(df)), size=8)
+    boot = chinchilla.theta_to_params(chinchilla.bootstrap(df.params, df.tokens, df.loss, counts, fit.theta, True))
+    assert np.array_equal(boot[:, 3], boot[:, 4]) and np.ptp(boot[:, 3]) > 0
