@@ -597,3 +597,27 @@ def test_a_sigterm_to_a_local_sweep_checkpoints_its_runs_and_a_rerun_resumes_the
     assert resumed_at >= seen  # no step lost since the signal
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == list(range(1, len(steps) + 1))
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_a_local_launch_exits_requeue_and_a_rerun_reports(quick, tmp_path):
+    import signal
+
+    from helpers import start_scaling, wait_for
+
+    from gptcore.preemption import EXIT_REQUEUE
+
+    out = tmp_path / "launch"
+    args = launch_args(quick, out)
+    proc = start_scaling(*args, log=tmp_path / "launch.log")
+    wait_for(lambda: any(len(m.read_text().splitlines()) >= 3 for m in out.glob("runs/*/metrics.jsonl")), 300,
+             "3 steps logged")
+    prediction = (out / "prediction.json").read_bytes()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == EXIT_REQUEUE, (tmp_path / "launch.log").read_text()[-2000:]
+    assert "preempted" in (tmp_path / "launch.log").read_text()
+    done = scaling(*args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming" in done.stdout and (out / "prediction.json").read_bytes() == prediction
+    (run,) = out.glob("runs/*/")
+    assert "preempted by SIGTERM" in (run / "train.log").read_text()

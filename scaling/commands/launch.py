@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from scaling.units import format_interval
@@ -81,7 +82,12 @@ def run(args) -> int:
         confirm_above_usd=args.confirm_above, confirm_above_hours=args.confirm_above_hours, yes=args.yes,
         partition=args.partition, timeout_min=args.timeout_min, progress=not args.no_progress,
     )
-    launch(req)
+    if launch(req) is None:
+        from gptcore.preemption import EXIT_REQUEUE
+
+        print(f"launch: preempted; the final run checkpointed its step: run the same command to resume "
+              f"(exit {EXIT_REQUEUE}: requeue me)", file=sys.stderr)
+        return EXIT_REQUEUE
     report = write_report(args.out)
     print(summary_line(report))
     print(f"report: {Path(args.out) / 'report.md'}")

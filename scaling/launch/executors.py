@@ -36,13 +36,15 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-def run_local(out: Path, spec: RunSpec, progress: bool) -> None:
-    """One sweep worker process with every core (one GPU if there is one): it resumes a claimed run."""
+def run_local(out: Path, spec: RunSpec, progress: bool) -> bool:
+    """One sweep worker process with every core (one GPU if there is one): it resumes a claimed run.
+
+    True when a preemption signal stopped it (the run checkpointed its step; re-running resumes it)."""
     from sweeps.local import LocalExecutor
 
     bar = _progress(out, spec.run_id, progress)
     try:
-        LocalExecutor(out, workers=1, threads=run_threads("local", 1), gpus=1 if _has_gpu() else 0).run(
+        return LocalExecutor(out, workers=1, threads=run_threads("local", 1), gpus=1 if _has_gpu() else 0).run(
             [spec.run_id], bar)
     finally:
         bar.close()

@@ -82,8 +82,9 @@ def prepare_launch(req: LaunchRequest) -> tuple[Prediction, RunSpec, Path, bool]
     return registered, spec, data, True
 
 
-def launch(req: LaunchRequest) -> dict:
-    """Plan, register, train (or resume) and return the trainer's summary of the final run."""
+def launch(req: LaunchRequest) -> dict | None:
+    """Plan, register, train (or resume) and return the trainer's summary of the final run; None when a
+    preemption signal stopped the training (checkpointed: re-running the same command resumes it)."""
     from sweeps.store import Store
 
     _, spec, data, _ = prepare_launch(req)
@@ -96,7 +97,8 @@ def launch(req: LaunchRequest) -> dict:
     check_run_tree(out, [spec.run_id])
     atomic_write_json(out / SETTINGS_NAME, {"grid": "launch", "data": str(data), "data_hash": spec.data_hash})
     if req.executor == "local":
-        executors.run_local(out, spec, req.progress)
+        if executors.run_local(out, spec, req.progress):
+            return None
     elif req.executor == "slurm":
         executors.run_slurm(out, spec, req.partition, req.timeout_min, req.gpus, req.progress)
     else:
