@@ -74,6 +74,8 @@ def load(path: str | Path) -> GPT:
 def open_checkpoint(path: str | Path) -> Pretrained:
     """The model at `path` with its tokenizer and weights hash; anything unreadable is a UserError."""
     p = resolve(path)
+    if p.is_dir() and not (p / checkpoint.FILENAME).is_file() and (p / "runs").is_dir():
+        p = run_in(p)  # a launch or sweep directory: its one run with a checkpoint
     if p.is_dir() and (p / checkpoint.FILENAME).is_file():  # a run directory (its config.json is the run's)
         return _load_scaling(p)
     if p.is_dir() and (p / HF_CONFIG).is_file():
@@ -84,6 +86,19 @@ def open_checkpoint(path: str | Path) -> Pretrained:
         raise UserError(f"{p} has no {HF_CONFIG} (a Hugging Face model directory) and no "
                         f"{checkpoint.FILENAME} (a scaling run directory)")
     return _load_scaling(p)
+
+
+def run_in(folder: Path) -> Path:
+    """The run directory a launch or sweep directory (FOLDER/runs/RUN_ID/ckpt.pt) points to: its only run
+    with a checkpoint; with several, a UserError listing them, so that the user can name one."""
+    runs = sorted(d for d in (folder / "runs").iterdir() if (d / checkpoint.FILENAME).is_file())
+    if len(runs) == 1:
+        return runs[0]
+    if not runs:
+        raise UserError(f"{folder} holds runs but none with a {checkpoint.FILENAME} (finished runs may have "
+                        "dropped theirs); pass a run directory that has one")
+    shown = ", ".join(str(r) for r in runs[:6]) + (f" and {len(runs) - 6} more" if len(runs) > 6 else "")
+    raise UserError(f"{folder} holds {len(runs)} runs with a checkpoint; name one: {shown}")
 
 
 def resolve(path: str | Path) -> Path:

@@ -89,6 +89,11 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
     sweep = (out / "sweep" / "sweep.csv").read_text()
     assert len(sweep.splitlines()) == 1 + 6 and sweep.count(",tuned,") == 4  # 2 sizes x 2 budgets
     assert (out / "law.json").is_file() and list((out / "fit").glob("*.png"))
+    *_, run_line, try_line = text.splitlines()  # the last lines: the final run and a command to try on it
+    run = Path(run_line.removeprefix("final run: "))
+    assert run.is_absolute() and (run / "ckpt.pt").is_file() and run.parent.parent == out / "launch", run_line
+    tried = scaling(*shlex.split(try_line.removeprefix("try it:"))[1:], "--device", "cpu", timeout=300)
+    assert tried.returncode == 0 and tried.stdout.strip(), tried.stderr[-2000:]
 
 
 @pytest.mark.slow

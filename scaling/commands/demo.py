@@ -115,4 +115,18 @@ def run(args) -> int:
     step("launch it on this machine as the extrapolated final run", launch_argv)
     print(f"\ndemo done in {format_duration(time.perf_counter() - t0)}: report {out / 'launch' / 'report.md'}, "
           f"fit plots in {fit}")
+    print("\n".join(final_run_lines(Path(launch))))
     return 0
+
+
+def final_run_lines(launch: Path) -> list[str]:
+    """The demo's last lines: where the final run lives, and a command to try on it."""
+    from analysis.prediction import read_prediction
+
+    prediction = read_prediction(launch)
+    if prediction is None:
+        return []
+    run = Path(_shown(str((launch / "runs" / prediction.run_id).resolve())))
+    return [f"final run: {run}",
+            f"try it:    scaling generate --checkpoint {shlex.quote(str(run))} --prompt 'It was a dark and stormy "
+            "night' --max-new-tokens 40"]

@@ -13,7 +13,8 @@ def register(subparsers) -> None:
         "model NAME in ~/.cache/scaling/models) on a prepared dataset's validation split, in fixed "
         "non-overlapping windows of the model's context. The data must use the model's vocabulary.",
     )
-    p.add_argument("--checkpoint", required=True, help="run dir, ckpt.pt, Hugging Face dir or cached model name")
+    p.add_argument("--checkpoint", required=True,
+                   help="run dir, launch or sweep dir (its one run), ckpt.pt, Hugging Face dir or cached model name")
     p.add_argument("--data", required=True, metavar="DIR", help="a data dir from `scaling data prepare`")
     p.add_argument("--tokens", type=_size, help="score at most N validation tokens, whole windows (default: all)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")

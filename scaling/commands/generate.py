@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         description="Continue a prompt with a trained model: temperature sampling restricted to the top-k tokens.",
     )
     p.add_argument("--checkpoint", required=True,
-                   help="a run dir or ckpt.pt, a Hugging Face GPT-2 dir, or a model NAME in ~/.cache/scaling/models")
+                   help="a run dir or ckpt.pt, a launch or sweep dir (its one run), a Hugging Face GPT-2 dir, or a "
+                   "model NAME in ~/.cache/scaling/models")
     p.add_argument("--prompt", default="", help="text to continue (default: start from end-of-text)")
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
