@@ -66,6 +66,7 @@ class PlainProgress:
         self.start = self.last = time.monotonic()
         self.every_s = _every_s()
         self.lines = 0
+        self.printed: tuple | None = None  # (n, postfix) of the last line written
         self.closed = False
 
     def __enter__(self):
@@ -107,9 +108,10 @@ class PlainProgress:
             return
         self.last = now
         self.lines += 1
+        self.printed = (self.n, self.postfix)
         print(self.line(), file=self.file, flush=True)
 
     def close(self) -> None:
-        if self.lines and not self.closed:
+        if self.lines and not self.closed and self.printed != (self.n, self.postfix):  # the end, once
             self._maybe_print(force=True)
         self.closed = True

@@ -33,7 +33,9 @@ def test_a_terminal_gets_tqdm_and_a_log_gets_plain_lines(monkeypatch):
     bar.update(3)
     bar.set_postfix_str("L1-d32 40/128")
     bar.close()
+    bar.close()
     lines = log.getvalue().splitlines()
+    assert len(lines) == 2  # one a change; close repeats no line already written
     assert re.fullmatch(r"sweep: 3/6 run \(50%\), \S+ \S+ elapsed, ~\S+ \S+ left", lines[0]), lines
     assert lines[-1].endswith(", L1-d32 40/128") and "\r" not in log.getvalue()
 
