@@ -119,6 +119,12 @@ def render_plan(p: Plan) -> str:
         ("predicted loss", loss_text(opt.predicted_loss, opt.predicted_loss_interval), f"yours: {yours}"),
     ])
     lines += _inference_rows(p)
+    if p.prediction is not None:
+        from scaling.fit.predictive import prediction_lines
+
+        q = p.prediction
+        lines.append(f"Prediction for the planned run (law {p.law.name})")
+        lines += prediction_lines(q.interval, q.level, q.reason, q.extrapolation, q.warnings)
     return "\n".join(lines)
 
 

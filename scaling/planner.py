@@ -17,7 +17,7 @@ from gptcore.errors import UserError
 from gptcore.hardware import PRECISIONS, Device, get_device
 from scaling import formulas
 from scaling.carbon import grid_intensity
-from scaling.law import KAPLAN, PUBLISHED, FittedLaw, file_sha256
+from scaling.law import KAPLAN, PUBLISHED, ChinchillaLaw, FittedLaw, file_sha256
 from scaling.memory import (
     ATTENTION_KERNELS,
     RECOMPUTE,
@@ -230,6 +230,28 @@ class PlanLaw:
 
 
 @dataclass(frozen=True)
+class PlanPrediction:
+    """Where the planned run's actual loss should fall, and how far it lies beyond the law's fitted runs, from
+    the law file's backtest calibration (scaling.fit.predictive.prediction_record): the interval the
+    parameter interval is not. interval None: unbounded or uncalibrated (`reason` says which)."""
+
+    interval: list[float] | None
+    level: float | None
+    extrapolation: dict | None  # params_multiple, tokens_multiple, flops_multiple, distance_dex
+    warnings: list[str]
+    reason: str = ""
+
+    @classmethod
+    def of(cls, law_file: FittedLaw, params: float, tokens: float) -> PlanPrediction:
+        from scaling.fit.predictive import prediction_record
+
+        record = prediction_record(law_file, params, tokens)
+        details = record["prediction"]
+        return cls(record["prediction_interval"], details.get("level"), record["extrapolation"],
+                   record["warnings"], details.get("reason", ""))
+
+
+@dataclass(frozen=True)
 class ComputeOptimal:
     """The compute-optimal run for the same FLOPs under the law, and its predicted loss."""
 
@@ -301,6 +323,7 @@ class Plan:
     budget: BudgetPlan | None
     inference: InferencePlan | None
     assumptions: Assumptions
+    prediction: PlanPrediction | None = None  # with --law and a law that predicts loss
 
     def to_json(self) -> dict:
         """The JSON object `scaling plan --json` prints: the fields by name, nested as they are here."""
@@ -546,4 +569,6 @@ def plan(req: PlanRequest) -> Plan:
                                 power=costs.power_source, pue=costs.pue_source,
                                 carbon_intensity=costs.intensity_source,
                                 goodput=f"--goodput {req.goodput}" if req.goodput else f"none (1.0); {GOODPUT_HINT}"),
+        prediction=PlanPrediction.of(law_file, params, tokens)
+        if req.law is not None and isinstance(law_file.law, ChinchillaLaw) else None,
     )

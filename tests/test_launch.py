@@ -148,7 +148,8 @@ def test_loop_writes_report_with_finite_numbers(launched):
         assert f"plots/{png}.png" in md
     # The printed plan carries the planner's figures and the interval, before the final comparison.
     text = launched["stdout"]
-    for words in ("FLOPs (6ND)", "GPU-hours", "cost", "CO2e", "predicted loss", "95% interval"):
+    for words in ("FLOPs (6ND)", "GPU-hours", "cost", "CO2e", "predicted loss", "95% interval",
+                  "prediction interval", "beyond the fitted runs:"):
         assert words in text
     assert text.index("prediction registered") < text.index("relative error")
 

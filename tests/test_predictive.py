@@ -178,3 +178,27 @@ def test_a_law_file_with_malformed_interval_data_is_a_one_line_error(fitted, tmp
                   capsys=capsys)
     assert ran.returncode == 2 and len(ran.stderr.strip().splitlines()) == 1
     assert "prediction_calibration is malformed" in ran.stderr
+
+
+def test_plan_with_a_law_shows_the_prediction_interval_and_warns_only_far_out(fitted, capsys):
+    from tests.helpers import scaling
+
+    law_path, _, table = fitted
+    args = ["plan", "--law", str(law_path), "--gpu", "h100-sxm"]
+    near = json.loads(scaling(*args, "--params", "1e8", "--tokens", "2e9", "--json", capsys=capsys).stdout)
+    pred = near["prediction"]
+    assert pred["interval"] is not None and pred["interval"][0] < near["predicted_loss"] < pred["interval"][1]
+    assert pred["interval"][0] < near["predicted_loss_interval"][0]  # wider than the parameter interval
+    assert pred["extrapolation"]["params_multiple"] == pytest.approx(1e8 / table.params.max())
+    assert pred["warnings"] == [] and pred["level"] == 0.95
+    far = json.loads(scaling(*args, "--params", "1e12", "--tokens", "2e13", "--json", capsys=capsys).stdout)
+    assert far["prediction"]["extrapolation"]["tokens_multiple"] == pytest.approx(2e13 / table.tokens.max())
+    assert "beyond the backtests' reach" in far["prediction"]["warnings"][0]
+    text = scaling(*args, "--params", "1e12", "--tokens", "2e13", capsys=capsys).stdout
+    assert "Prediction for the planned run" in text and "95% prediction interval [" in text
+    assert "beyond the fitted runs:" in text and "warning: the target is" in text
+    published = json.loads(scaling("plan", "--law", "chinchilla", "--params", "1e8", "--tokens", "2e9", "--json",
+                                   capsys=capsys).stdout)["prediction"]
+    assert published["interval"] is None and "no backtest calibration" in published["reason"]
+    assert json.loads(scaling("plan", "--params", "1e8", "--tokens", "2e9", "--json",
+                              capsys=capsys).stdout)["prediction"] is None  # no --law: none asked for

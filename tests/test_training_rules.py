@@ -154,7 +154,9 @@ def test_launch_trains_by_the_rule_the_law_recorded_even_once_its_file_is_gone(s
     training = raw["training"]
     assert training["trained_like_sweep"] is True and training["differences"] == []
     assert training["final_run"]["lr_rule"]["sha256"] == swept["lr_law"].sha256
-    assert "trained like the law's runs" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "trained like the law's runs" in printed
+    assert "prediction interval: no backtest calibration" in printed  # a hand-written law: none, said so
     # The same file, named by --lr-law, is the same rule.
     _, same, _, _ = prepare(swept, tmp_path / "b", lr_law=swept["root"] / "lr_law.json")
     assert same.lr == spec.lr

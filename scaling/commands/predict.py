@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from gptcore.fileio import dumps_json
-from scaling.units import format_factor, format_interval
+from scaling.units import format_interval
 
 
 def register(subparsers) -> None:
@@ -59,15 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prediction_lines(out: dict) -> list[str]:
-    lines = []
-    pi, details, where = out["prediction_interval"], out["prediction"], out["extrapolation"]
-    if pi is not None:
-        lines.append(f"  {100 * details['level']:.0f}% prediction interval {format_interval(*pi, '.4f')} (the actual "
-                     "loss of such a run: noise, extrapolation and parameter error, calibrated by backtests)")
-    else:
-        lines.append(f"  prediction interval: {details['reason']}")
-    if where is not None:
-        lines.append(f"  beyond the fitted runs: {format_factor(where['params_multiple'])} N, "
-                     f"{format_factor(where['tokens_multiple'])} D, {format_factor(where['flops_multiple'])} C")
-    lines.extend(f"  warning: {w}" for w in out["warnings"])
-    return lines
+    from scaling.fit.predictive import prediction_lines as lines_of
+
+    details = out["prediction"]
+    return lines_of(out["prediction_interval"], details.get("level"), details.get("reason", ""),
+                    out["extrapolation"], out["warnings"])

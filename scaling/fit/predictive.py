@@ -486,6 +486,26 @@ def extrapolation_warning(pi: PredictionInterval, calibration: Calibration) -> s
     return None
 
 
+def prediction_lines(interval: list | None, level: float | None, reason: str, extrapolation: dict | None,
+                     warnings: list[str]) -> list[str]:
+    """The lines predict, plan and launch print: the prediction interval (or why there is none), the N, D and
+    C multiples beyond the fitted runs, and the warnings."""
+    from scaling.units import format_factor, format_interval
+
+    lines = []
+    if interval is not None:
+        lines.append(f"  {100 * level:.0f}% prediction interval {format_interval(*interval, '.4f')} (the actual "
+                     "loss of such a run: noise, extrapolation and parameter error, calibrated by backtests)")
+    else:
+        lines.append(f"  prediction interval: {reason}")
+    if extrapolation is not None:
+        where = extrapolation
+        lines.append(f"  beyond the fitted runs: {format_factor(where['params_multiple'])} N, "
+                     f"{format_factor(where['tokens_multiple'])} D, {format_factor(where['flops_multiple'])} C")
+    lines.extend(f"  warning: {w}" for w in warnings)
+    return lines
+
+
 def prediction_record(law, params: float, tokens: float) -> dict:
     """prediction_interval (null when unbounded or uncalibrated), its details, the multiples beyond the fitted
     runs and the extrapolation warning, for a FittedLaw: the keys `predict --json` carries beside ci and

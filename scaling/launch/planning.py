@@ -150,5 +150,18 @@ def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: Prediction) -> li
         f"  GPU-hours          {result.gpu_hours:.4g} (wall clock {format_duration(result.wall_clock_hours * 3600)})",
         f"  cost               {cost}",
         f"  CO2e               {co2}",
-        f"  predicted loss     {prediction.predicted_loss:.4f}, {interval}",
+        f"  predicted loss     {prediction.predicted_loss:.4f}, {interval} (parameters)",
+        *_prediction_lines(prediction),
     ]
+
+
+def _prediction_lines(prediction: Prediction) -> list[str]:
+    """The registered prediction interval, the multiples beyond the fitted runs and the warnings (none for a
+    prediction registered before launches recorded them)."""
+    from scaling.fit.predictive import prediction_lines
+
+    d = prediction.details
+    if "prediction" not in d:
+        return []
+    return prediction_lines(d.get("prediction_interval"), d["prediction"].get("level"),
+                            d["prediction"].get("reason", ""), d.get("extrapolation"), d.get("warnings", []))
