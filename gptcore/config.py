@@ -207,6 +207,7 @@ def _optional(rule: tuple[Callable[[object], bool], str]) -> tuple[Callable[[obj
 
 
 DTYPES = ("auto", "fp32", "bf16")
+PARALLEL = ("ddp", "fsdp")  # gptcore.parallel; one process trains unsharded whatever this says
 _POSITIVE_INT = (lambda v: _is_int(v) and v > 0, "a positive integer")
 _NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, "an integer >= 0")
 _FRACTION = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
@@ -241,6 +242,7 @@ TRAIN_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "compile": _BOOL,
     "threads": _optional(_POSITIVE_INT),
     "progress": _BOOL,
+    "parallel": (lambda v: v in PARALLEL, f"one of {', '.join(PARALLEL)} (auto is resolved by the caller)"),
 }
 
 
@@ -256,7 +258,9 @@ def train_setting_error(name: str, value: object) -> str | None:
 
 # Fields that do not change what is computed: they may differ between a run and its resume.
 # init_from is a path: the weights' sha256 (init_from_sha256) is what is hashed, so a moved copy still resumes.
-NOT_HASHED = ("out", "device", "threads", "compile", "checkpoint_every", "progress", "init_from")
+# parallel is not hashed either (the same computation, sharded or not), but a run's checkpoints are of
+# one kind, so the trainer refuses to resume one with the other (gptcore.train.Trainer._resume).
+NOT_HASHED = ("out", "device", "threads", "compile", "checkpoint_every", "progress", "init_from", "parallel")
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,7 @@ class TrainConfig:
     # optimizer and schedule start fresh. train() fills in the sha256 of its weights file and checks it after.
     init_from: str | None = None
     init_from_sha256: str | None = None
+    parallel: str = "ddp"  # ddp | fsdp, across processes (gptcore.parallel)
 
     def __post_init__(self) -> None:
         if (self.tokens is None) == (self.max_steps is None):

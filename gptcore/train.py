@@ -4,8 +4,9 @@ An output directory holds config.json (the run's configs and their hash), ckpt.p
 a TrainState), metrics.jsonl (one row per step, eval rows with val loss and a sample) and, once finished,
 summary.json (a TrainSummary). Re-running the same config on the same directory resumes or, if finished,
 returns the stored summary; a different config there is an error. Batches derive from (seed, step), so a
-resume needs only the step. Under torchrun every process trains on its slice of each step's batch (DDP);
-rank 0 writes the files.
+resume needs only the step. Under torchrun every process trains on its slice of each step's batch, with
+DDP or FSDP (gptcore.parallel); rank 0 writes the files, and under FSDP every rank writes its shards of the
+checkpoint (dcp-step-N/, then ckpt.pt holds the consolidated weights once the run finishes).
 
 Read top to bottom: set-up helpers, batches, the run directory, the state and the summary, evaluation, then
 the Trainer (set-up and resume, one step, evaluate and log, finish) and `train`, which drives it.
@@ -18,6 +19,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from gptcore import checkpoint
+from gptcore import checkpoint, parallel
 from gptcore.config import (
     GPTConfig,
     TrainConfig,
@@ -68,9 +70,35 @@ def init_distributed(device_type: str) -> Dist:
     """Join the torchrun process group if torchrun started us (NCCL on CUDA, gloo otherwise)."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Dist()
+    if device_type == "cuda":  # NCCL and FSDP's device mesh take the current device as this rank's
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    _JOINED.append(True)
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+_JOINED: list[bool] = []  # set once this process has joined a process group
+
+
+def close_distributed() -> None:
+    """Leave the process group, if this process joined one: called by whoever started the job (the CLI, a
+    torchrun rank, a SLURM task) once training is over."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def exit_process(code: int) -> None:
+    """End the process with `code`. One that joined a gloo group skips the interpreter's teardown (after
+    flushing): gloo's worker threads may still be freeing a finished FSDP all-gather's tensors, which needs
+    the GIL, and a thread that asks for it during finalization aborts the process (SIGABRT, "terminate
+    called without an active exception") after the run has finished; seen in about 1 FSDP run in 8 here.
+    The CLI's entry point calls it through scaling.cli.exit_process, which imports no torch."""
+    if _JOINED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -256,6 +284,7 @@ class TrainState:
     model: dict = field(default_factory=dict)
     optimizer: dict = field(default_factory=dict)
     rng: list = field(default_factory=list)
+    parallel: str = "ddp"  # how the run trained: fsdp's ckpt.pt is its consolidated final weights
 
     def save(self, path: Path) -> None:
         payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "throughput"}
@@ -266,11 +295,11 @@ class TrainState:
     @classmethod
     def load(cls, path: Path, map_location: torch.device) -> TrainState:
         ck = checkpoint.load(path, map_location=map_location)
-        names = {f.name for f in fields(cls)} - {"throughput"}
+        names = {f.name for f in fields(cls)} - {"throughput", "parallel"}
         try:
             thr = Throughput(ck["steady_tokens"], ck["steady_seconds"],
                              [tuple(x) for x in ck.get("first_steps", [])])  # older checkpoints lack it
-            return cls(**{k: ck[k] for k in names}, throughput=thr)
+            return cls(**{k: ck[k] for k in names}, throughput=thr, parallel=ck.get("parallel", "ddp"))
         except KeyError as e:
             raise UserError(f"{path} is not a training checkpoint (no {e.args[0]!r})") from None
 
@@ -306,13 +335,14 @@ class TrainSummary:
     out: str
     init_from: str | None = None  # the checkpoint whose weights started the run, and their sha256
     init_from_sha256: str | None = None
+    parallel: str = "none"  # none (one process), ddp or fsdp; summaries written before it have none
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict) -> TrainSummary:
-        """The summary in a JSON object such as summary.json; KeyError if a key is missing."""
+        """The summary in a JSON object such as summary.json; KeyError if a key without a default is missing."""
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d or f.default is MISSING})
 
 
@@ -355,18 +385,26 @@ def _all_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, val: np.ndarray, cfg: TrainConfig, device, autocast, d: Dist) -> float:
-    """Mean validation loss over the fixed eval sequences, split across ranks."""
+def evaluate(model, val: np.ndarray, cfg: TrainConfig, device, autocast, d: Dist, lockstep: bool = False) -> float:
+    """Mean validation loss over the fixed eval sequences, split across ranks.
+
+    lockstep (FSDP): every rank runs the same number of forward passes, since each one all-gathers weights
+    with the others; a rank with no batch left runs its first one again, weighted 0.
+    """
     ctx = cfg.model.ctx
     starts = eval_starts(len(val), ctx, cfg.eval_batches * cfg.batch_size).reshape(-1, cfg.batch_size)
     acc = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     total = torch.zeros(2, dtype=acc, device=device)
+    mine = list(starts[d.rank :: d.world])
+    passes = -(-len(starts) // d.world) if lockstep else len(mine)
     model.eval()
-    for rows in starts[d.rank :: d.world]:
+    for i in range(passes):
+        rows = mine[i] if i < len(mine) else starts[0]
+        weight = len(rows) if i < len(mine) else 0
         x, y = get_batch(val, rows, ctx, device)
         with autocast():
-            total[0] += model(x, y).to(acc) * len(rows)
-        total[1] += len(rows)
+            total[0] += model(x, y).to(acc) * weight
+        total[1] += weight
     model.train()
     if d.world > 1:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
@@ -402,22 +440,24 @@ class Trainer:
         self.cfg, self.dataset, self.device, self.d, self.run, self.say = cfg, dataset, device, d, run, say
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" \
             else contextlib.nullcontext
-        torch.manual_seed(cfg.seed)
+        self.fsdp = cfg.parallel == "fsdp"
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank, sharded or replicated
         self.raw_model = GPT(cfg.model).to(device)
         if init is not None:
             self.raw_model.load_state_dict(init)
+        if self.fsdp:  # sharded in place before the optimizer is built, so that Adam's state is sharded too
+            parallel.shard(self.raw_model, device, bf16=cfg.dtype == "bf16")
         self.optimizer = make_optimizer(self.raw_model, cfg, device)
         self.total_steps = total_steps_for(cfg, d.world)
         self.tokens_per_step = cfg.batch_size * cfg.grad_accum * d.world * cfg.model.ctx
         self.flops_per_token = flops_per_token_with_attention(cfg.model)  # PaLM: 6N (head included) + attention
         self.state = TrainState(cfg.config_hash(), cfg.to_dict(), cfg.model.to_dict(),
                                 vocab=_vocab_tensor(dataset.tokenizer))
-        if run.ckpt.exists():
-            self._resume()
+        self._resume()
         if d.main:  # rows a killed run logged after its last checkpoint (or before its first) go
             run.truncate_metrics(self.state.step)
         model = torch.compile(self.raw_model) if cfg.compile else self.raw_model
-        if d.world > 1:
+        if d.world > 1 and not self.fsdp:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         self.model = model
@@ -426,11 +466,26 @@ class Trainer:
         self.preemption: Preemption | None = None  # set by train() while its signal handlers are in place
 
     def _resume(self) -> None:
-        state = TrainState.load(self.run.ckpt, self.device)
+        """Load the run's latest checkpoint, if it has one: ckpt.pt (one process, DDP) or dcp-step-N/ (FSDP)."""
+        sharded = parallel.latest_sharded(self.run.path)
+        where = sharded / parallel.STATE_FILE if sharded is not None else self.run.ckpt
+        if not where.exists():
+            return
+        state = TrainState.load(where, self.device)
+        kind = "fsdp" if sharded is not None else state.parallel  # a ckpt.pt of fsdp: its final weights only
+        if kind != self.cfg.parallel and (self.d.world > 1 or kind == "fsdp"):
+            raise UserError(f"{self.run.path} was checkpointed with --parallel {kind}; resume it with "
+                            f"--parallel {kind} and {'2 or more processes' if kind == 'fsdp' else 'DDP'}")
+        if kind == "fsdp" and sharded is None:
+            raise UserError(f"{where} holds an FSDP run's consolidated weights, not its sharded checkpoint "
+                            f"(dcp-step-N/); the run cannot resume from it: use another --out")
         if state.config_hash != self.cfg.config_hash():
-            raise UserError(f"{self.run.ckpt} belongs to a different config; use another --out")
-        self.raw_model.load_state_dict(state.model)
-        self.optimizer.load_state_dict(state.optimizer)
+            raise UserError(f"{where} belongs to a different config; use another --out")
+        if sharded is not None:
+            parallel.load_sharded(sharded, self.raw_model, self.optimizer)
+        else:
+            self.raw_model.load_state_dict(state.model)
+            self.optimizer.load_state_dict(state.optimizer)
         rngs = state.rng
         checkpoint.set_rng_state(rngs[self.d.rank] if len(rngs) == self.d.world else rngs[0])
         # The progress resumes; the configs and vocabulary saved from now on are this process's own (the
@@ -440,16 +495,29 @@ class Trainer:
         self.say(f"resuming {self.run.path} at step {state.step}/{self.total_steps}")
 
     def save(self) -> None:
-        """Checkpoint the state (every rank's RNG gathered; rank 0 writes)."""
+        """Checkpoint the state (every rank's RNG gathered; rank 0 writes, and under FSDP every rank its shards)."""
         rngs = [checkpoint.rng_state()]
         if self.d.world > 1:
             gathered = [None] * self.d.world
             dist.all_gather_object(gathered, rngs[0])
             rngs = gathered
-        if self.d.main:
+        self.state.rng, self.state.parallel = rngs, self.cfg.parallel
+        if self.fsdp:
+            self.state.model, self.state.optimizer = {}, {}  # the weights are the DCP shards beside it
+            parallel.save_sharded(self.run.path, self.state.step, self.raw_model, self.optimizer,
+                                  self.state.save, self.d.main)
+        elif self.d.main:
             self.state.model, self.state.optimizer = self.raw_model.state_dict(), self.optimizer.state_dict()
-            self.state.rng = rngs
             self.state.save(self.run.ckpt)
+
+    def save_consolidated(self) -> None:
+        """An FSDP run's final weights as one ckpt.pt (what `scaling generate` and --init-from read); the
+        optimizer's state stays in the sharded checkpoint. Every rank takes part in the gather."""
+        weights = parallel.full_model_state(self.raw_model)
+        if self.d.main:
+            if self.cfg.model.tie_weights:
+                weights.setdefault("lm_head.weight", weights["wte.weight"])
+            replace(self.state, model=weights, optimizer={}, parallel="fsdp").save(self.run.ckpt)
 
     def step(self) -> dict | None:
         """One optimizer step; its metrics row, or None if the loss went non-finite (the run diverged)."""
@@ -465,8 +533,7 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             x, y = get_batch(train, rows[d.rank * cfg.grad_accum + micro], ctx, device)
             last = micro == cfg.grad_accum - 1
-            sync = contextlib.nullcontext() if (d.world == 1 or last) else self.model.no_sync()
-            with sync:
+            with parallel.no_sync(self.model, cfg.parallel, d.world, last):
                 with self.autocast():
                     loss = self.model(x, y)
                 (loss / cfg.grad_accum).backward()
@@ -477,7 +544,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.say(f"step {st.step + 1}: loss is {st.train_loss}; run diverged")
             return None
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip or float("inf"))
+        grad_norm = parallel.local_value(
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip or float("inf")))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
@@ -496,11 +564,13 @@ class Trainer:
         cfg, st = self.cfg, self.state
         if st.step % cfg.eval_every and st.step != self.total_steps:
             return False
-        st.val_loss = evaluate(self.raw_model, self.dataset.val, cfg, self.device, self.autocast, self.d)
+        st.val_loss = evaluate(self.raw_model, self.dataset.val, cfg, self.device, self.autocast, self.d,
+                               lockstep=self.fsdp)
         row.update(val_loss=st.val_loss, val_ppl=math.exp(min(st.val_loss, 700.0)))
-        if self.d.main and cfg.sample_tokens:
-            row["sample"] = sample_text(self.raw_model, self.dataset.tokenizer, cfg, st.step, self.device,
-                                        self.autocast)
+        if (self.d.main or self.fsdp) and cfg.sample_tokens:  # FSDP: every rank runs the forward passes
+            sample = sample_text(self.raw_model, self.dataset.tokenizer, cfg, st.step, self.device, self.autocast)
+            if self.d.main:
+                row["sample"] = sample
         train = "n/a" if st.train_loss is None else f"{st.train_loss:.4f}"  # none before a step (init_from)
         msg = f"step {st.step}/{self.total_steps}: train loss {train}, val loss {st.val_loss:.4f}"
         self.say(msg + (f"\n  sample: {row['sample']!r}" if "sample" in row else ""))
@@ -598,8 +668,10 @@ class Trainer:
             mfu=self.mfu(tokens_per_s) if tokens_per_s else None, device=str(self.device), dtype=cfg.dtype,
             world_size=self.d.world, vocab_size=mcfg.vocab_size, config_hash=cfg.config_hash(),
             model=mcfg.to_dict(), out=str(self.run.path), init_from=cfg.init_from,
-            init_from_sha256=cfg.init_from_sha256,
+            init_from_sha256=cfg.init_from_sha256, parallel=parallel.describe(cfg.parallel, self.d.world),
         )
+        if self.fsdp and status not in RESUMABLE:
+            self.save_consolidated()
         if self.d.main and status not in RESUMABLE:
             atomic_write_json(self.run.summary, summary.to_json())
         if self.d.world > 1:
@@ -635,6 +707,7 @@ def train(cfg: TrainConfig, log=None, on_eval: OnEval | None = None) -> TrainSum
     dataset = open_dataset(cfg.data)
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     d = init_distributed(device.type)
+    parallel.check(cfg.parallel, d.world)  # before the run directory is claimed: nothing is written
     log = log or (lambda msg: print(msg, flush=True))
     say = log if d.main else (lambda msg: None)
     if cfg.threads:

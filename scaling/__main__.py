@@ -1,5 +1,3 @@
-import sys
+from scaling.cli import exit_process, main
 
-from scaling.cli import main
-
-sys.exit(main())
+exit_process(main())

@@ -77,6 +77,15 @@ def _reexec_with_fast_malloc(argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "scaling", *argv], env)
 
 
+def exit_process(code: int) -> None:
+    """sys.exit(code), or gptcore.train.exit_process if this process trained (it may have joined a process
+    group); torch is never imported for it."""
+    trainer = sys.modules.get("gptcore.train")
+    if trainer is not None:
+        trainer.exit_process(code)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     from_console = argv is None
     argv = sys.argv[1:] if argv is None else argv

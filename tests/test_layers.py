@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # The law, fit and planner maths: numpy and scipy, never torch (`scaling plan` starts in well under a
     # second). plan_render and planner_table draw plans as text: pure formatting over the planner's result.
     ("maths", ("scaling", "scaling.law", "scaling.fit", "scaling.fit.*", "scaling.planner", "scaling.planner_*",
-               "scaling.plan_render", "scaling.memory", "scaling.carbon", "scaling.units", "scaling.formulas")),
+               "scaling.plan_render", "scaling.memory", "scaling.parallelism", "scaling.carbon", "scaling.units",
+               "scaling.formulas")),
     ("sweeps", ("sweeps", "sweeps.*")),
     ("analysis", ("analysis", "analysis.*")),
     ("cli", ("scaling.cli", "scaling.__main__", "scaling.commands", "scaling.commands.*", "scaling.launch",

@@ -301,20 +301,21 @@ def test_the_summary_is_summary_json_and_the_checkpoint_keeps_its_keys(prepared_
     summary = train(cfg, log=lambda m: None)
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert on_disk == summary.to_json() and TrainSummary.from_json(on_disk) == summary
-    assert list(on_disk)[:4] == ["status", "diverged_step", "steps", "params"] and len(on_disk) == 21
-    older = {k: v for k, v in on_disk.items() if k not in ("init_from", "init_from_sha256")}  # before init_from
+    assert list(on_disk)[:4] == ["status", "diverged_step", "steps", "params"] and len(on_disk) == 22
+    assert (on_disk["parallel"], on_disk["world_size"]) == ("none", 1)
+    older = {k: v for k, v in on_disk.items() if k not in ("init_from", "init_from_sha256", "parallel")}  # before them
     assert TrainSummary.from_json(older) == summary
     ck = checkpoint.load(tmp_path / "run")
     assert set(ck) == {"format", "config_hash", "train_config", "model_config", "step", "tokens", "model",
                        "optimizer", "rng", "vocab", "steady_tokens", "steady_seconds", "first_steps",
-                       "train_loss", "val_loss"}
+                       "train_loss", "val_loss", "parallel"}
     assert ck["step"] == 3 and ck["tokens"] == 3 * 2 * 16 and len(ck["first_steps"]) == 3
 
-    # An older checkpoint (no first_steps) taken at step 4 of 8: the run resumes from it, bitwise.
+    # An older checkpoint (no first_steps, no parallel) taken at step 4 of 8: the run resumes from it, bitwise.
     whole = train(_small_cfg(prepared_data, tmp_path / "whole"), log=lambda m: None)
     old = tmp_path / "old"
     train(_small_cfg(prepared_data, old), log=lambda m: None, on_eval=lambda step, loss: step == 4)
     ck = checkpoint.load(old)
-    checkpoint.save(old / "ckpt.pt", {k: v for k, v in ck.items() if k not in ("format", "first_steps")})
+    checkpoint.save(old / "ckpt.pt", {k: v for k, v in ck.items() if k not in ("format", "first_steps", "parallel")})
     resumed = train(_small_cfg(prepared_data, old), log=lambda m: None)
     assert resumed.final_val_loss == whole.final_val_loss and _losses(old) == _losses(tmp_path / "whole")

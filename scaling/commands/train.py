@@ -19,7 +19,8 @@ def register(subparsers) -> None:
         "train",
         help="train a GPT model (re-running the same command resumes)",
         description="Train a GPT-2-style model. Re-running the same command on the same --out resumes from "
-        "its last checkpoint; a finished run re-prints its summary. Under torchrun, trains with DDP.",
+        "its last checkpoint; a finished run re-prints its summary. Under torchrun, trains with DDP or FSDP "
+        "(--parallel).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     m = p.add_argument_group("model (a --preset, the four shape flags, or --init-from)")
@@ -63,6 +64,10 @@ def register(subparsers) -> None:
                     help="auto: bf16 autocast on CUDA, and on CPU when its measured bf16 matmul is fast")
     io.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     io.add_argument("--compile", action="store_true", help="torch.compile the model (slow first steps)")
+    io.add_argument("--parallel", choices=("auto", "ddp", "fsdp"), default="auto",
+                    help="across torchrun's processes: ddp replicates the model, fsdp shards it (FSDP2); auto "
+                    "takes fsdp when the planner's memory model says the replicated states do not fit the GPU "
+                    "(on a CPU: ddp), and what an existing run was checkpointed with")
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
     io.add_argument("--json", action="store_true", help="print the summary as one JSON line, last on stdout")
     p.set_defaults(func=run)
@@ -127,10 +132,44 @@ def init_model_config(args):
     return replace(have, dropout=args.dropout)
 
 
-def run(args) -> int:
-    from gptcore.data import open_dataset
-    from gptcore.train import TrainConfig, train
+def resolve_parallel(requested: str, cfg, world: int) -> str:
+    """--parallel auto made ddp or fsdp: what the run in cfg.out was checkpointed with, else the planner's
+    memory model at this device's memory (scaling.parallelism.choose; a CPU's is not modelled: ddp)."""
+    from gptcore import parallel
+    from gptcore.train import resolve_device, resolve_dtype
 
+    if requested != "auto":
+        return requested
+    if parallel.latest_sharded(Path(cfg.out)) is not None:
+        return "fsdp"
+    if world < 2:
+        return "ddp"
+    import torch
+
+    from gptcore.config import count_params
+    from scaling.memory import training_memory
+    from scaling.parallelism import choose
+
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    memory_gb = torch.cuda.get_device_properties(device).total_memory / 1e9 if device.type == "cuda" else None
+    precision = resolve_dtype(cfg.dtype, device)
+    unsharded = training_memory(count_params(cfg.model), cfg.model, cfg.batch_size, precision)
+    choice = choose("auto", unsharded, memory_gb, world)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"parallel: {choice.parallel} ({choice.reason})", flush=True)
+    return choice.parallel
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from gptcore import parallel
+    from gptcore.data import open_dataset
+    from gptcore.train import TrainConfig, close_distributed, train
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if args.parallel != "auto":  # before anything is prepared or written
+        parallel.check(args.parallel, world)
     data = Path(args.data) if args.data else bundled_data_dir()
     dataset = open_dataset(data)
     cfg = TrainConfig(
@@ -145,7 +184,10 @@ def run(args) -> int:
         seed=args.seed, device=args.device, dtype=args.dtype, compile=args.compile, threads=args.threads,
         progress=not args.no_progress, init_from=args.init_from,
     )
-    summary = train(cfg)
+    try:
+        summary = train(replace(cfg, parallel=resolve_parallel(args.parallel, cfg, world)))
+    finally:
+        close_distributed()
     if summary.status == "preempted":  # checkpointed after the step in flight; every rank says "requeue me"
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"preempted at step {summary.steps}: checkpointed in {summary.out}; run the same command to "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from pathlib import Path
 
 from analysis.prediction import read_prediction
@@ -36,11 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args(argv)
     die_with_parent(os.getppid())  # torchrun's agent: a killed launch takes its ranks with it
-    from gptcore.train import train
+    from gptcore.train import close_distributed, train
 
-    train(rank_train_config(args.out, args.threads or None))
+    try:
+        train(rank_train_config(args.out, args.threads or None))
+    finally:
+        close_distributed()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gptcore.train import exit_process
+
+    exit_process(main())
