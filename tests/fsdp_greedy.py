@@ -13,7 +13,7 @@ import torch
 
 from gptcore.config import GPTConfig, TrainConfig
 from gptcore.data import open_dataset
-from gptcore.train import RunDir, Trainer, _claim, close_distributed, init_distributed
+from gptcore.train import RunDir, Trainer, _claim, close_distributed, exit_process, init_distributed
 
 TOKENS = 12
 
@@ -41,3 +41,4 @@ if d.main:
     torch.save({"batch": batch, "logits": logits}, out / "live_logits.pt")
 trainer.finish(status)
 close_distributed()
+exit_process(0)  # no interpreter teardown under gloo (see gptcore.train.exit_process)
