@@ -8,20 +8,25 @@ vocabulary, so `scaling generate` needs nothing but the file. Loaded with `weigh
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import random
+import shutil
 import warnings
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gptcore.errors import UserError
-from gptcore.fileio import atomic_write_bytes
+from gptcore.fileio import atomic_write_bytes, atomic_write_json
 
 FORMAT = "scaling-checkpoint/1"
 FILENAME = "ckpt.pt"
+DROPPED = "ckpt.dropped.json"  # left where a finished run's checkpoint was deleted (drop), saying why
+SHARDED_GLOB = "dcp-step-*"  # sharded (FSDP, torch.distributed.checkpoint) checkpoints beside ckpt.pt
 
 
 def rng_state() -> dict:
@@ -60,7 +65,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     if path.is_dir():
         path = path / FILENAME
     if not path.is_file():
-        raise UserError(f"no checkpoint at {path}")
+        raise UserError(not_kept(path) or f"no checkpoint at {path}")
     try:
         with warnings.catch_warnings():  # a foreign pickle makes torch warn before it fails
             warnings.simplefilter("ignore")
@@ -71,3 +76,40 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a scaling checkpoint (expected format {FORMAT})")
     return ckpt
+
+
+def drop(run_dir: str | Path, why: str) -> bool:
+    """Delete a finished run's checkpoint (ckpt.pt, any sharded one, temporary files a killed write left) and
+    leave DROPPED saying `why` (and how to keep one), so that a reader is told it was not kept rather than
+    that it is missing.
+
+    Only for a run that will never resume (its summary.json is written): the checkpoint is what a run
+    resumes from. Returns whether anything was deleted.
+    """
+    run_dir = Path(run_dir)
+    files = [run_dir / FILENAME, *run_dir.glob(f".{FILENAME}.*.tmp")]
+    gone = [f for f in files if f.is_file()]
+    shards = [d for d in run_dir.glob(SHARDED_GLOB) if d.is_dir()]
+    if not gone and not shards:
+        return False
+    atomic_write_json(run_dir / DROPPED, {"why": why, "dropped_utc": datetime.now(timezone.utc).isoformat()})
+    for f in gone:
+        f.unlink(missing_ok=True)
+    for d in shards:
+        shutil.rmtree(d, ignore_errors=True)
+    return True
+
+
+def not_kept(path: str | Path) -> str | None:
+    """For a run directory (or its ckpt.pt path) whose checkpoint `drop` deleted: the one-line error saying
+    so and how to keep one; None otherwise."""
+    path = Path(path)
+    run_dir = path.parent if path.name == FILENAME else path
+    marker = run_dir / DROPPED
+    if (run_dir / FILENAME).is_file() or not marker.is_file():
+        return None
+    try:
+        why = json.loads(marker.read_text(encoding="utf-8")).get("why", "")
+    except (OSError, ValueError, AttributeError):
+        why = ""
+    return f"{run_dir}: the checkpoint was not kept ({why or 'dropped when the run finished'})"

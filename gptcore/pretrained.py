@@ -76,6 +76,8 @@ def open_checkpoint(path: str | Path) -> Pretrained:
     p = resolve(path)
     if p.is_dir() and not (p / checkpoint.FILENAME).is_file() and (p / "runs").is_dir():
         p = run_in(p)  # a launch or sweep directory: its one run with a checkpoint
+    if (dropped := checkpoint.not_kept(p)) is not None:  # --keep-checkpoints deleted it when the run finished
+        raise UserError(dropped)
     if p.is_dir() and (p / checkpoint.FILENAME).is_file():  # a run directory (its config.json is the run's)
         return _load_scaling(p)
     if p.is_dir() and (p / HF_CONFIG).is_file():
@@ -95,8 +97,13 @@ def run_in(folder: Path) -> Path:
     if len(runs) == 1:
         return runs[0]
     if not runs:
-        raise UserError(f"{folder} holds runs but none with a {checkpoint.FILENAME} (finished runs may have "
-                        "dropped theirs); pass a run directory that has one")
+        dropped = [d for d in (folder / "runs").iterdir() if checkpoint.not_kept(d)]
+        if len(dropped) == 1:
+            return dropped[0]  # open_checkpoint says that its checkpoint was not kept, and how to keep one
+        why = (f"{len(dropped)} finished runs' were not kept (--keep-checkpoints); train with --keep-checkpoints "
+               "all or best into a new --out to keep them" if dropped else "finished runs may have dropped theirs")
+        raise UserError(f"{folder} holds runs but none with a {checkpoint.FILENAME} ({why}); pass a run "
+                        "directory that has one")
     shown = ", ".join(str(r) for r in runs[:6]) + (f" and {len(runs) - 6} more" if len(runs) > 6 else "")
     raise UserError(f"{folder} holds {len(runs)} runs with a checkpoint; name one: {shown}")
 
@@ -114,7 +121,7 @@ def resolve(path: str | Path) -> Path:
         hint = FETCH_HINT.format(name=name, dir=cached)
         raise UserError(f"no checkpoint {name!r}: not a path, and not in {models_dir()} "
                         f"(on a connected machine: {hint})")
-    raise UserError(f"no checkpoint at {p}")
+    raise UserError(checkpoint.not_kept(p) or f"no checkpoint at {p}")
 
 
 def sha256_of(files: list[Path]) -> str:

@@ -13,6 +13,7 @@ from gptcore.preemption import EXIT_REQUEUE
 from scaling.plan_render import duration
 from scaling.units import format_size
 from sweeps import grid as grids
+from sweeps import keep
 from sweeps.duration import estimate_seconds, makespan
 from sweeps.hparams import LRLaw, load_lr_law
 from sweeps.local import LocalExecutor, available_cores, worker_layout
@@ -39,6 +40,7 @@ class SweepOptions:
     estimate: bool = True
     dry_run: bool = False
     progress: bool = True
+    keep_checkpoints: str | None = None  # sweeps.keep.POLICIES; None: the one sweep.json records, else the default
 
 
 def prepared_data(data: Path | None, out: Path) -> Path:
@@ -155,9 +157,11 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
         store = Store(out)
         counts = store.register(specs, dry_run=opts.dry_run)
         statuses = {r["run_id"]: r["status"] for r in store.rows()}
+    policy, change = keep.choose(opts.keep_checkpoints, keep.recorded_policy(out / SETTINGS_NAME))
+    settings = {"grid": grid.name, "grid_spec": grids.grid_to_dict(grid), "data": str(data),
+                "data_hash": specs[0].data_hash if specs else None, "training": training,
+                "keep_checkpoints": policy}
     if not opts.dry_run:
-        settings = {"grid": grid.name, "grid_spec": grids.grid_to_dict(grid), "data": str(data),
-                    "data_hash": specs[0].data_hash if specs else None, "training": training}
         atomic_write_json(out / SETTINGS_NAME, settings)
     todo = [s for s in specs if statuses.get(s.run_id) not in ("completed", "diverged")]
     check_run_tree(out, [s.run_id for s in todo])
@@ -181,6 +185,8 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
         wall = makespan([estimates[s.run_id] for s in todo], workers)
         line = f"estimate: ~{duration(wall / 3600)} for {len(todo)} run(s) on {workers} slot(s); {measured}"
     print_plan(grid, specs, counts, executor, layout, line)
+    if change:
+        print(change)
     if opts.dry_run:
         return 0
 
@@ -204,6 +210,9 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
             progress.update(store.rows())
     finally:
         progress.close()
+    rows = store.rows()
+    keep.apply(out, rows, settings)  # the workers applied it as each run finished; a changed policy too
+    print(keep.summary_line(out, rows, policy))
     if preempted:
         print(f"sweep: preempted; the runs in flight checkpointed: run the same command to resume "
               f"(exit {EXIT_REQUEUE}: requeue me)", file=sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
+from sweeps import keep
 from sweeps.grid import RunSpec
 from sweeps.provenance import provenance
 from sweeps.store import Store, check_run_id
@@ -185,4 +186,12 @@ def run_claimed(
         beat.stop.set()
         beat.join()
     store.finish(spec.run_id, owner, status, reason, summary)
+    if status in keep.FINISHED:  # after the result is committed, so the last run to finish sees every one
+        try:
+            applied = keep.apply(sweep_dir, store.rows(), settings)
+            if applied.dropped:
+                _append(out / "train.log", f"checkpoints dropped ({settings.get('keep_checkpoints')}): "
+                        f"{', '.join(applied.dropped)}")
+        except OSError as e:  # a checkpoint left on disk costs space, not the run
+            _append(out / "train.log", f"could not drop checkpoints: {e}")
     return status

@@ -111,7 +111,7 @@ def objective(spec: RunSpec, data: str, trial_root: Path, threads: int | None, l
         from sweeps.runner import train_config
 
         lr = trial.suggest_float("lr", *lr_range, log=True)
-        out = trial_root / f"trial-{trial.number:04d}"
+        out = trial_dir(trial_root, trial.number)
         cfg = train_config(dataclasses.replace(spec, lr=lr, lr_source="tune"), data, out, threads)
         try:
             summary = train(cfg, log=lambda msg: None, on_eval=pruning_callback(trial, total_steps_for(cfg, 1)))
@@ -120,6 +120,8 @@ def objective(spec: RunSpec, data: str, trial_root: Path, threads: int | None, l
         except Exception as e:  # recorded as FAIL with the reason; the study goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}".splitlines()[0][:300])
             raise
+        finally:
+            drop_trial_checkpoint(out)
         if summary.status == "diverged":
             reason = f"diverged: loss not finite at step {summary.diverged_step}"
             trial.set_user_attr("fail_reason", reason)
@@ -127,6 +129,19 @@ def objective(spec: RunSpec, data: str, trial_root: Path, threads: int | None, l
         return summary.final_val_loss
 
     return run
+
+
+def trial_dir(trial_root: Path, number: int) -> Path:
+    return trial_root / f"trial-{number:04d}"
+
+
+def drop_trial_checkpoint(out: Path) -> None:
+    """A trial is never resumed once it ends (the next one is a new trial, in a new folder): its checkpoint
+    goes, its metrics.jsonl and summary.json stay."""
+    from gptcore import checkpoint
+
+    checkpoint.drop(out, "a tune trial's checkpoint is dropped when the trial ends, since trials never resume; "
+                    "train the size with `scaling train` to keep one")
 
 
 def make_pruner(name: str, eval_every: int):
@@ -167,6 +182,9 @@ def tune_size(spec: RunSpec, name: str, storage, data: str, out: Path, opts: Tun
     study.set_user_attr("params", spec.params)
     study.set_user_attr("run", spec.run_id)
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in study.trials)
+    for t in study.trials:  # those a killed process left (a RUNNING one may be another process's, live)
+        if t.state != TrialState.RUNNING:
+            drop_trial_checkpoint(trial_dir(out / "trials" / name, t.number))
     if opts.trials > done:
         centre = hparams.default_lr(spec.non_embedding_params)
         lr_range = opts.lr_range or (centre / LR_SPAN, centre * LR_SPAN)

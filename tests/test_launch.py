@@ -92,6 +92,9 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
     *_, run_line, try_line = text.splitlines()  # the last lines: the final run and a command to try on it
     run = Path(run_line.removeprefix("final run: "))
     assert run.is_absolute() and (run / "ckpt.pt").is_file() and run.parent.parent == out / "launch", run_line
+    # The footprint: the final run keeps its checkpoint; the sweep's runs and the tune's trials keep none.
+    assert [c.parent for c in out.rglob("ckpt.pt")] == [run]
+    assert list((out / "tune").rglob("ckpt.dropped.json")) and list((out / "sweep").rglob("ckpt.dropped.json"))
     tried = scaling(*shlex.split(try_line.removeprefix("try it:"))[1:], "--device", "cpu", timeout=300)
     assert tried.returncode == 0 and tried.stdout.strip(), tried.stderr[-2000:]
 

@@ -45,8 +45,9 @@ def test_tiny_grid_end_to_end_then_fit(prepared_data, tmp_path):
     for size in {r["run_id"].rsplit("-D", 1)[0] for r in result}:
         assert losses[f"{size}-D64K"] < losses[f"{size}-D16K"]
     run_dir = out / "runs" / result[0]["run_id"]
-    for name in ("config.json", "metrics.jsonl", "ckpt.pt", "summary.json", "provenance.json"):
+    for name in ("config.json", "metrics.jsonl", "summary.json", "provenance.json", "ckpt.dropped.json"):
         assert (run_dir / name).is_file(), name
+    assert not list(out.glob("runs/*/ckpt.pt"))  # --keep-checkpoints last: a sweep's finished runs keep none
     prov = json.loads((run_dir / "provenance.json").read_text())
     assert prov["config_hash"] == result[0]["config_hash"] and prov["torch_version"] and prov["device"] == "cpu"
     assert set(prov) >= {"git_sha", "git_dirty", "data_hash"}

@@ -43,6 +43,7 @@ def test_tune_prunes_resumes_and_writes_the_lr_law_the_sweep_uses(prepared_data,
     assert max(lrs) / min(lrs) > 3  # log-uniform over two decades, not one point
     assert any(t["state"] == "PRUNED" for t in trials), trials  # the pruner acted on intermediate val loss
     assert (out / "optuna.db").is_file() and (out / "loss_vs_lr.png").stat().st_size > 10_000
+    assert not list(out.rglob("ckpt.pt")) and list(out.rglob("summary.json"))  # trials never resume: dropped
 
     again = scaling(*args, "--trials", "5")  # the same studies, resumed: one more trial each
     assert again.returncode == 0, again.stderr[-3000:]

@@ -37,7 +37,15 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, help="prepared data dir (default: the bundled corpus, prepared into OUT/data)")
     p.add_argument("--executor", choices=("local", "torchrun"), default="local",
                    help="how the final run trains (torchrun: 2 CPU processes with gloo)")
+    from scaling.commands.sweep import add_run_output_arguments
+
+    add_run_output_arguments(p)  # passed to the sweep and the launch (the tune drops its trials' checkpoints)
     p.set_defaults(func=run)
+
+
+def passed_on(args) -> list[str]:
+    """The demo's flags that its sweep and launch take as they are."""
+    return ["--keep-checkpoints", args.keep_checkpoints] if args.keep_checkpoints else []
 
 
 def tune_argv(grid_name: str) -> list[str]:
@@ -99,7 +107,8 @@ def run(args) -> int:
     step("tune the learning rate on two sizes (Optuna, pruned), fit lr_opt(N)",
          ["tune", *tune_flags, "--data", data, "--out", tune])
     step(f"sweep the {Path(grid).stem} grid with the tuned learning rates",
-         ["sweep", "--grid", grid, "--data", data, "--out", sweep, "--executor", "local", "--lr-law", lr_law])
+         ["sweep", "--grid", grid, "--data", data, "--out", sweep, "--executor", "local", "--lr-law", lr_law,
+          *passed_on(args)])
     step("fit the Chinchilla law with bootstrap intervals",
          ["fit", sweep, "--bootstrap", str(BOOTSTRAP), "--out", law, "--plot", fit])
     n, d = final_size(Path(sweep), FittedLaw.load(law).param_convention)
@@ -109,7 +118,7 @@ def run(args) -> int:
     step("plan a larger model on a GPU (the planner's view)", ["plan", "--law", law, "--params", str(n),
                                                                "--tokens", str(d), "--gpus", "1", *shape])
     launch_argv = ["launch", "--law", law, "--params", str(n), "--tokens", str(d), "--grid", grid, "--data", data,
-                   "--lr-law", lr_law, "--out", launch, "--yes"]
+                   "--lr-law", lr_law, "--out", launch, "--yes", *passed_on(args)]
     if args.executor == "torchrun":
         launch_argv += ["--executor", "torchrun", "--gpus", "2"]
     step("launch it on this machine as the extrapolated final run", launch_argv)
@@ -127,6 +136,8 @@ def final_run_lines(launch: Path) -> list[str]:
     if prediction is None:
         return []
     run = Path(_shown(str((launch / "runs" / prediction.run_id).resolve())))
+    if not (run / "ckpt.pt").is_file():  # --keep-checkpoints none (or a diverged run under best)
+        return [f"final run: {run} (its checkpoint was not kept: see --keep-checkpoints)"]
     return [f"final run: {run}",
             f"try it:    scaling generate --checkpoint {shlex.quote(str(run))} --prompt 'It was a dark and stormy "
             "night' --max-new-tokens 40"]

@@ -16,7 +16,7 @@ EXAMPLES = """examples:
 
 
 def register(subparsers) -> None:
-    from scaling.commands.sweep import at_least
+    from scaling.commands.sweep import add_run_output_arguments, at_least
     from scaling.launch.request import DEFAULT_CONFIRM_ABOVE_HOURS, DEFAULT_CONFIRM_ABOVE_USD, EXECUTORS
 
     p = subparsers.add_parser(
@@ -64,6 +64,7 @@ def register(subparsers) -> None:
     cost.add_argument("--yes", action="store_true",
                       help="do not ask; needed above --confirm-above or --confirm-above-hours without a TTY")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_output_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -81,6 +82,7 @@ def run(args) -> int:
         price_per_gpu_hour=args.price_per_gpu_hour,
         confirm_above_usd=args.confirm_above, confirm_above_hours=args.confirm_above_hours, yes=args.yes,
         partition=args.partition, timeout_min=args.timeout_min, progress=not args.no_progress,
+        keep_checkpoints=args.keep_checkpoints,
     )
     if launch(req) is None:
         from gptcore.preemption import EXIT_REQUEUE

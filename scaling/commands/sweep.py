@@ -62,7 +62,19 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-estimate", action="store_true", help="skip the throughput measurement before the plan")
     p.add_argument("--dry-run", action="store_true", help="print the plan (and its measured estimate), run nothing")
+    add_run_output_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_run_output_arguments(p: argparse.ArgumentParser) -> None:
+    """--keep-checkpoints, shared by sweep, launch and demo (sweeps.keep)."""
+    from sweeps.keep import DEFAULT, POLICIES
+
+    p.add_argument("--keep-checkpoints", choices=POLICIES, metavar="|".join(POLICIES),
+                   help="which finished runs keep their ckpt.pt: last, the final (launch) run's only, a sweep's "
+                   "runs' dropped as each finishes; best, the lowest final val loss's; none; all. A run not "
+                   "finished always keeps its checkpoint. Recorded in DIR/sweep.json: a re-run without the flag "
+                   f"applies the same policy (default for a new directory: {DEFAULT})")
 
 
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
@@ -114,5 +126,6 @@ def run(args) -> int:
         lr_law=args.lr_law,
         estimate=not args.no_estimate,
         dry_run=args.dry_run,
+        keep_checkpoints=args.keep_checkpoints,
     )
     return run_sweep(grid, opts)

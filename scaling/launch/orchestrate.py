@@ -19,6 +19,7 @@ from scaling.launch.planning import make_plan, plan_lines
 from scaling.launch.request import EXECUTORS, LaunchRequest
 from scaling.law import FittedLaw, file_sha256
 from scaling.planner import MAX_PARAMS
+from sweeps import keep
 from sweeps.grid import RunSpec
 from sweeps.runner import SETTINGS_NAME, check_run_tree, run_dir
 
@@ -95,7 +96,12 @@ def launch(req: LaunchRequest) -> dict | None:
     finally:
         store.close()
     check_run_tree(out, [spec.run_id])
-    atomic_write_json(out / SETTINGS_NAME, {"grid": "launch", "data": str(data), "data_hash": spec.data_hash})
+    policy, change = keep.choose(req.keep_checkpoints, keep.recorded_policy(out / SETTINGS_NAME))
+    if change:
+        print(change)
+    settings = {"grid": "launch", "data": str(data), "data_hash": spec.data_hash, "keep_checkpoints": policy,
+                "final_run": spec.run_id}  # sweeps.keep: `last` and `best` keep this run's checkpoint
+    atomic_write_json(out / SETTINGS_NAME, settings)
     if req.executor == "local":
         if executors.run_local(out, spec, req.progress):
             return None
@@ -104,10 +110,12 @@ def launch(req: LaunchRequest) -> dict | None:
     else:
         executors.run_torchrun(out, spec, req.gpus)
     summary_path = run_dir(out, spec.run_id) / "summary.json"
+    store = Store(out)
+    rows = store.rows()
+    store.close()
+    keep.apply(out, rows, settings)  # torchrun's outcome is recorded here, not by a worker
     if not summary_path.is_file():
-        store = Store(out)
-        row = next(r for r in store.rows() if r["run_id"] == spec.run_id)
-        store.close()
+        row = next(r for r in rows if r["run_id"] == spec.run_id)
         raise UserError(f"the final run did not finish ({row['status']}: {row['reason']}); "
                         f"see {run_dir(out, spec.run_id)}; re-run the same command to resume")
     return json.loads(summary_path.read_text())

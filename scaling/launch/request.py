@@ -33,3 +33,4 @@ class LaunchRequest:
     partition: str | None = None
     timeout_min: float | None = None
     progress: bool = True
+    keep_checkpoints: str | None = None  # sweeps.keep.POLICIES; None: the one recorded, else the default (last)
