@@ -26,7 +26,7 @@ from gptcore.fileio import atomic_write_bytes, atomic_write_json
 FORMAT = "scaling-checkpoint/1"
 FILENAME = "ckpt.pt"
 DROPPED = "ckpt.dropped.json"  # left where a finished run's checkpoint was deleted (drop), saying why
-SHARDED_GLOB = "dcp-step-*"  # sharded (FSDP, torch.distributed.checkpoint) checkpoints beside ckpt.pt
+SHARDED_GLOB = "dcp-step-*"  # gptcore.parallel's sharded (FSDP) checkpoints beside ckpt.pt (DCP_PREFIX)
 
 
 def rng_state() -> dict:
@@ -89,7 +89,7 @@ def drop(run_dir: str | Path, why: str) -> bool:
     run_dir = Path(run_dir)
     files = [run_dir / FILENAME, *run_dir.glob(f".{FILENAME}.*.tmp")]
     gone = [f for f in files if f.is_file()]
-    shards = [d for d in run_dir.glob(SHARDED_GLOB) if d.is_dir()]
+    shards = [d for pattern in (SHARDED_GLOB, f".{SHARDED_GLOB}.tmp") for d in run_dir.glob(pattern) if d.is_dir()]
     if not gone and not shards:
         return False
     atomic_write_json(run_dir / DROPPED, {"why": why, "dropped_utc": datetime.now(timezone.utc).isoformat()})

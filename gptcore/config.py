@@ -208,6 +208,7 @@ def _optional(rule: tuple[Callable[[object], bool], str]) -> tuple[Callable[[obj
 
 DTYPES = ("auto", "fp32", "bf16")
 PARALLEL = ("ddp", "fsdp")  # gptcore.parallel; one process trains unsharded whatever this says
+LOGGERS = ("csv", "tensorboard", "wandb")  # gptcore.loggers: besides metrics.jsonl, which is always written
 _POSITIVE_INT = (lambda v: _is_int(v) and v > 0, "a positive integer")
 _NON_NEGATIVE_INT = (lambda v: _is_int(v) and v >= 0, "an integer >= 0")
 _FRACTION = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
@@ -261,6 +262,7 @@ def train_setting_error(name: str, value: object) -> str | None:
 # parallel is not hashed either (the same computation, sharded or not), but a run's checkpoints are of
 # one kind, so the trainer refuses to resume one with the other (gptcore.train.Trainer._resume).
 NOT_HASHED = ("out", "device", "threads", "compile", "checkpoint_every", "progress", "init_from", "parallel")
+NOT_HASHED += ("loggers",)  # where the metrics go besides metrics.jsonl (gptcore.loggers)
 
 
 @dataclass(frozen=True)
@@ -299,10 +301,13 @@ class TrainConfig:
     init_from: str | None = None
     init_from_sha256: str | None = None
     parallel: str = "ddp"  # ddp | fsdp, across processes (gptcore.parallel)
+    loggers: tuple[str, ...] = ()  # of LOGGERS (gptcore.loggers); not hashed
 
     def __post_init__(self) -> None:
         if (self.tokens is None) == (self.max_steps is None):
             raise UserError("give exactly one budget: tokens or max_steps")
+        if not isinstance(self.loggers, (tuple, list)) or not all(x in LOGGERS for x in self.loggers):
+            raise UserError(f"loggers must be a list of {', '.join(LOGGERS)}, got {self.loggers!r}")
         for name in TRAIN_RULES:
             if name == "max_steps" and self.max_steps == 0 and self.init_from is not None:
                 continue  # 0 steps from a checkpoint: a run holding exactly its weights, evaluated

@@ -40,6 +40,7 @@ from gptcore.config import (
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json, atomic_write_text, remove_stale_temps
 from gptcore.hardware import cpu_matmul_peak, peak_flops_per_s
+from gptcore.loggers import check_available, open_log
 from gptcore.model import GPT, estimate_mfu
 from gptcore.preemption import Preemption
 from gptcore.pretrained import starting_weights
@@ -612,7 +613,9 @@ class Trainer:
     def run_steps(self, on_eval: OnEval | None) -> str:
         """Step until the budget is spent, the loss diverges, on_eval stops or a preemption signal came (the
         step in flight is finished and checkpointed first); returns the status."""
-        metrics = open(self.run.metrics, "a") if self.d.main else None  # noqa: SIM115 (closed in finally)
+        # metrics.jsonl and the --logger ones (gptcore.loggers), closed in finally
+        metrics = open_log(self.run.path, self.run.metrics, self.cfg.loggers, self.state.step, self.cfg.to_dict(),
+                           self.cfg.config_hash()) if self.d.main else None
         # A tqdm bar on a terminal, a plain line now and then without one (gptcore.progress).
         bar = progress_bar(self.total_steps, unit="step", initial=self.state.step) \
             if self.d.main and self.cfg.progress else None
@@ -621,7 +624,7 @@ class Trainer:
                 row = {"step": 0, "tokens": 0, "flops": 0.0}
                 self.evaluate_into(row)
                 if metrics is not None:
-                    metrics.write(json.dumps(row) + "\n")
+                    metrics.log(row)
                 self.save()
             while self.state.step < self.total_steps:
                 row = self.step()
@@ -629,8 +632,7 @@ class Trainer:
                     return "diverged"
                 evaluated = self.evaluate_into(row)
                 if metrics is not None:
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
+                    metrics.log(row)
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['train_loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
                     bar.update(1)
@@ -712,6 +714,7 @@ def train(cfg: TrainConfig, log=None, on_eval: OnEval | None = None) -> TrainSum
     say = log if d.main else (lambda msg: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    check_available(cfg.loggers)  # a missing logger package: one line, before anything is written
     cfg, init = starting_weights(cfg, dataset)  # before the claim: the weights' sha256 is in the config hash
     ctx = cfg.model.ctx
     for split, arr in (("train", dataset.train), ("val", dataset.val)):

@@ -36,12 +36,11 @@ def choose(asked: str | None, recorded: str | None) -> tuple[str, str | None]:
                     f"{policy!r} now applies to its finished runs (a checkpoint already dropped does not come back)")
 
 
-def recorded_policy(settings_path: Path) -> str | None:
-    """The policy a sweep.json records, or None (no file, or one written before policies were)."""
-    try:
-        policy = json.loads(settings_path.read_text(encoding="utf-8")).get("keep_checkpoints")
-    except (OSError, ValueError, AttributeError):
-        return None
+def recorded_policy(sweep_dir: Path) -> str | None:
+    """The policy a directory's sweep.json records, or None (no file, or one written before policies were)."""
+    from sweeps.runner import recorded_setting
+
+    policy = recorded_setting(sweep_dir, "keep_checkpoints")
     return policy if policy in POLICIES else None
 
 

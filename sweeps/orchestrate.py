@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
+from gptcore.loggers import check_available
 from gptcore.preemption import EXIT_REQUEUE
 from scaling.plan_render import duration
 from scaling.units import format_size
@@ -19,7 +20,7 @@ from sweeps.hparams import LRLaw, load_lr_law
 from sweeps.local import LocalExecutor, available_cores, worker_layout
 from sweeps.progress import SweepProgress
 from sweeps.provenance import data_hash
-from sweeps.runner import SETTINGS_NAME, check_run_tree
+from sweeps.runner import SETTINGS_NAME, check_run_tree, recorded_loggers
 from sweeps.slurm import SlurmExecutor, cluster_answers
 from sweeps.store import CSV_NAME, DB_NAME, FINAL, Store
 
@@ -41,6 +42,7 @@ class SweepOptions:
     dry_run: bool = False
     progress: bool = True
     keep_checkpoints: str | None = None  # sweeps.keep.POLICIES; None: the one sweep.json records, else the default
+    loggers: tuple[str, ...] | None = None  # gptcore.loggers; None: the ones sweep.json records, else none
 
 
 def prepared_data(data: Path | None, out: Path) -> Path:
@@ -157,10 +159,12 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
         store = Store(out)
         counts = store.register(specs, dry_run=opts.dry_run)
         statuses = {r["run_id"]: r["status"] for r in store.rows()}
-    policy, change = keep.choose(opts.keep_checkpoints, keep.recorded_policy(out / SETTINGS_NAME))
+    policy, change = keep.choose(opts.keep_checkpoints, keep.recorded_policy(out))
+    loggers = recorded_loggers(out) if opts.loggers is None else opts.loggers  # a re-run logs as before
+    check_available(loggers)
     settings = {"grid": grid.name, "grid_spec": grids.grid_to_dict(grid), "data": str(data),
                 "data_hash": specs[0].data_hash if specs else None, "training": training,
-                "keep_checkpoints": policy}
+                "keep_checkpoints": policy, "loggers": list(loggers)}
     if not opts.dry_run:
         atomic_write_json(out / SETTINGS_NAME, settings)
     todo = [s for s in specs if statuses.get(s.run_id) not in ("completed", "diverged")]

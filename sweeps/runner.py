@@ -63,6 +63,24 @@ def read_settings(sweep_dir: str | os.PathLike) -> dict:
     return json.loads((Path(sweep_dir) / SETTINGS_NAME).read_text())
 
 
+def recorded_setting(sweep_dir: str | os.PathLike, key: str):
+    """One setting of a directory's existing sweep.json; None without one (no file, a torn one, or one written
+    before that setting was)."""
+    try:
+        settings = read_settings(sweep_dir)
+    except (OSError, ValueError):
+        return None
+    return settings.get(key) if isinstance(settings, dict) else None
+
+
+def recorded_loggers(sweep_dir: str | os.PathLike) -> tuple[str, ...]:
+    """The --logger choice a sweep.json records (gptcore.loggers), () for none."""
+    from gptcore.config import LOGGERS
+
+    names = recorded_setting(sweep_dir, "loggers")
+    return tuple(n for n in names if n in LOGGERS) if isinstance(names, list) else ()
+
+
 def latest_loss(metrics_path: Path) -> float | None:
     """The last loss in a metrics JSONL file: the last row's val loss if it has one, else its train loss."""
     row = latest_row(metrics_path)
@@ -90,7 +108,8 @@ def latest_row(metrics_path: Path) -> dict | None:
     return None
 
 
-def train_config(spec: RunSpec, data: str, out: Path, threads: int | None, device: str = "auto"):
+def train_config(spec: RunSpec, data: str, out: Path, threads: int | None, device: str = "auto",
+                 loggers: tuple[str, ...] = ()):
     """The trainer's TrainConfig for a run: the schedule spans exactly the run's tokens (Hoffmann app. B)."""
     from gptcore.config import GPTConfig
     from gptcore.train import TrainConfig
@@ -107,6 +126,7 @@ def train_config(spec: RunSpec, data: str, out: Path, threads: int | None, devic
         sample_tokens=0,
         threads=threads,
         progress=False,
+        loggers=tuple(loggers),
         **({"device": device} | spec.train),
     )
 
@@ -167,7 +187,8 @@ def run_claimed(
     try:
         from gptcore.train import train
 
-        cfg = train_config(spec, settings["data"], out, threads, settings.get("device", "auto"))
+        cfg = train_config(spec, settings["data"], out, threads, settings.get("device", "auto"),
+                           recorded_loggers(sweep_dir))
         result = train(cfg, log=lambda msg: _append(out / "train.log", msg))
         status = result.status
         if status == "preempted":  # checkpointed; the claim stays, so the next attempt resumes the run

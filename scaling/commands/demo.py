@@ -45,7 +45,8 @@ def register(subparsers) -> None:
 
 def passed_on(args) -> list[str]:
     """The demo's flags that its sweep and launch take as they are."""
-    return ["--keep-checkpoints", args.keep_checkpoints] if args.keep_checkpoints else []
+    keep = ["--keep-checkpoints", args.keep_checkpoints] if args.keep_checkpoints else []
+    return keep + [arg for value in args.logger or () for arg in ("--logger", value)]
 
 
 def tune_argv(grid_name: str) -> list[str]:

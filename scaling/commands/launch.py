@@ -70,6 +70,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from analysis.report import write_report
+    from scaling.commands.sweep import loggers_from_args
     from scaling.launch.orchestrate import launch
     from scaling.launch.request import LaunchRequest
     from scaling.units import parse_optional_size
@@ -82,7 +83,7 @@ def run(args) -> int:
         price_per_gpu_hour=args.price_per_gpu_hour,
         confirm_above_usd=args.confirm_above, confirm_above_hours=args.confirm_above_hours, yes=args.yes,
         partition=args.partition, timeout_min=args.timeout_min, progress=not args.no_progress,
-        keep_checkpoints=args.keep_checkpoints,
+        keep_checkpoints=args.keep_checkpoints, loggers=loggers_from_args(args),
     )
     if launch(req) is None:
         from gptcore.preemption import EXIT_REQUEUE

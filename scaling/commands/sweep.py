@@ -67,8 +67,11 @@ def register(subparsers) -> None:
 
 
 def add_run_output_arguments(p: argparse.ArgumentParser) -> None:
-    """--keep-checkpoints, shared by sweep, launch and demo (sweeps.keep)."""
+    """--keep-checkpoints (sweeps.keep) and --logger (gptcore.loggers), shared by sweep, launch and demo."""
+    from scaling.commands.train import add_logger_argument
     from sweeps.keep import DEFAULT, POLICIES
+
+    add_logger_argument(p, "; recorded in DIR/sweep.json: a re-run without the flag logs as before (none: stop)")
 
     p.add_argument("--keep-checkpoints", choices=POLICIES, metavar="|".join(POLICIES),
                    help="which finished runs keep their ckpt.pt: last, the final (launch) run's only, a sweep's "
@@ -109,6 +112,15 @@ def grid_from_args(args):
     )
 
 
+def loggers_from_args(args) -> tuple[str, ...] | None:
+    """--logger as given (None when left out: the directory's recorded choice), its packages checked."""
+    from gptcore.loggers import check_available, parse_names
+
+    loggers = parse_names(args.logger)
+    check_available(loggers or ())  # before anything is prepared, registered or trained
+    return loggers
+
+
 def run(args) -> int:
     from sweeps.orchestrate import SweepOptions, run_sweep
 
@@ -127,5 +139,6 @@ def run(args) -> int:
         estimate=not args.no_estimate,
         dry_run=args.dry_run,
         keep_checkpoints=args.keep_checkpoints,
+        loggers=loggers_from_args(args),
     )
     return run_sweep(grid, opts)

@@ -69,8 +69,20 @@ def register(subparsers) -> None:
                     "takes fsdp when the planner's memory model says the replicated states do not fit the GPU "
                     "(on a CPU: ddp), and what an existing run was checkpointed with")
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_logger_argument(io)
     io.add_argument("--json", action="store_true", help="print the summary as one JSON line, last on stdout")
     p.set_defaults(func=run)
+
+
+def add_logger_argument(p, more: str = "") -> None:
+    """--logger, shared by train, sweep, launch and demo (gptcore.loggers)."""
+    from gptcore.config import LOGGERS
+
+    p.add_argument("--logger", action="append", metavar="|".join(LOGGERS),
+                   help="also log each run's metrics to metrics.csv, TensorBoard (RUN/tensorboard; pip install "
+                   "'scaling[tensorboard]') or Weights & Biases (offline unless WANDB_MODE says otherwise; pip "
+                   "install 'scaling[wandb]'): repeat it or give a comma list; metrics.jsonl is always written"
+                   + more)
 
 
 def _size(text: str) -> int:
@@ -165,11 +177,14 @@ def run(args) -> int:
 
     from gptcore import parallel
     from gptcore.data import open_dataset
+    from gptcore.loggers import check_available, parse_names
     from gptcore.train import TrainConfig, close_distributed, train
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if args.parallel != "auto":  # before anything is prepared or written
         parallel.check(args.parallel, world)
+    loggers = parse_names(args.logger) or ()
+    check_available(loggers)  # before the bundled corpus is prepared
     data = Path(args.data) if args.data else bundled_data_dir()
     dataset = open_dataset(data)
     cfg = TrainConfig(
@@ -182,7 +197,7 @@ def run(args) -> int:
         eval_batches=args.eval_batches, sample_tokens=args.sample_tokens,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed, device=args.device, dtype=args.dtype, compile=args.compile, threads=args.threads,
-        progress=not args.no_progress, init_from=args.init_from,
+        progress=not args.no_progress, init_from=args.init_from, loggers=loggers,
     )
     try:
         summary = train(replace(cfg, parallel=resolve_parallel(args.parallel, cfg, world)))

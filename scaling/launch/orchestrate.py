@@ -13,6 +13,7 @@ from analysis.prediction import PREDICTION_NAME, Prediction, read_prediction
 from gptcore.config import GPTConfig
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
+from gptcore.loggers import check_available
 from scaling.launch import executors, prediction, sizing
 from scaling.launch.confirm import confirm
 from scaling.launch.planning import make_plan, plan_lines
@@ -21,7 +22,7 @@ from scaling.law import FittedLaw, file_sha256
 from scaling.planner import MAX_PARAMS
 from sweeps import keep
 from sweeps.grid import RunSpec
-from sweeps.runner import SETTINGS_NAME, check_run_tree, run_dir
+from sweeps.runner import SETTINGS_NAME, check_run_tree, recorded_loggers, run_dir
 
 
 def _check_request(req: LaunchRequest) -> None:
@@ -96,11 +97,14 @@ def launch(req: LaunchRequest) -> dict | None:
     finally:
         store.close()
     check_run_tree(out, [spec.run_id])
-    policy, change = keep.choose(req.keep_checkpoints, keep.recorded_policy(out / SETTINGS_NAME))
+    policy, change = keep.choose(req.keep_checkpoints, keep.recorded_policy(out))
     if change:
         print(change)
+    loggers = recorded_loggers(out) if req.loggers is None else req.loggers  # a re-run logs as before
+    check_available(loggers)
     settings = {"grid": "launch", "data": str(data), "data_hash": spec.data_hash, "keep_checkpoints": policy,
-                "final_run": spec.run_id}  # sweeps.keep: `last` and `best` keep this run's checkpoint
+                "final_run": spec.run_id,  # sweeps.keep: `last` and `best` keep this run's checkpoint
+                "loggers": list(loggers)}
     atomic_write_json(out / SETTINGS_NAME, settings)
     if req.executor == "local":
         if executors.run_local(out, spec, req.progress):

@@ -19,13 +19,14 @@ from sweeps.worker import die_with_parent
 
 def rank_train_config(out: Path, threads: int | None):
     """The TrainConfig one torchrun rank trains: the registered run, its batch split over the processes."""
-    from sweeps.runner import read_settings, train_config
+    from sweeps.runner import read_settings, recorded_loggers, train_config
 
     registered = read_prediction(out)
     spec = RunSpec.from_dict({k: v for k, v in registered.run.items()
                               if k in {f.name for f in dataclasses.fields(RunSpec)}})
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cfg = train_config(spec, read_settings(out)["data"], run_dir(out, spec.run_id), threads)
+    cfg = train_config(spec, read_settings(out)["data"], run_dir(out, spec.run_id), threads,
+                       loggers=recorded_loggers(out))
     return dataclasses.replace(cfg, batch_size=spec.batch_size // world)
 
 

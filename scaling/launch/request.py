@@ -34,3 +34,4 @@ class LaunchRequest:
     timeout_min: float | None = None
     progress: bool = True
     keep_checkpoints: str | None = None  # sweeps.keep.POLICIES; None: the one recorded, else the default (last)
+    loggers: tuple[str, ...] | None = None  # gptcore.loggers; None: the ones recorded, else none
