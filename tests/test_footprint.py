@@ -128,10 +128,11 @@ def test_all_then_best_then_none_on_a_two_run_sweep(prepared_data, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID)
     out = tmp_path / "sweep"
-    first = _sweep(prepared_data, grid, out, "--keep-checkpoints", "all")
+    first = _sweep(prepared_data, grid, out, "--keep-checkpoints", "all", "--logger", "csv")
     assert first.returncode == 0, first.stderr[-3000:]
     stored = rows(out)
     assert _kept(out) == set(stored)
+    assert all((out / "runs" / i / "metrics.csv").is_file() for i in stored)  # the workers log as sweep.json says
 
     best = _sweep(prepared_data, grid, out, "--keep-checkpoints", "best")
     assert best.returncode == 0, best.stderr[-3000:]
