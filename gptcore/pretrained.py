@@ -100,8 +100,9 @@ def run_in(folder: Path) -> Path:
         dropped = [d for d in (folder / "runs").iterdir() if checkpoint.not_kept(d)]
         if len(dropped) == 1:
             return dropped[0]  # open_checkpoint says that its checkpoint was not kept, and how to keep one
-        why = (f"{len(dropped)} finished runs' were not kept (--keep-checkpoints); train with --keep-checkpoints "
-               "all or best into a new --out to keep them" if dropped else "finished runs may have dropped theirs")
+        why = (f"the checkpoints of its {len(dropped)} finished runs were not kept (--keep-checkpoints); sweep or "
+               "launch with --keep-checkpoints all or best into a new --out to keep them" if dropped
+               else "finished runs may have dropped theirs")
         raise UserError(f"{folder} holds runs but none with a {checkpoint.FILENAME} ({why}); pass a run "
                         "directory that has one")
     shown = ", ".join(str(r) for r in runs[:6]) + (f" and {len(runs) - 6} more" if len(runs) > 6 else "")

@@ -120,7 +120,7 @@ def test_a_sweep_drops_finished_runs_checkpoints_by_default_and_stays_finished(p
     assert code == 2 and err.count("\n") == 1, err
     assert "the checkpoint was not kept (--keep-checkpoints last" in err and "--keep-checkpoints all" in err
     code, _, err = scaling("eval", "--checkpoint", str(out), "--data", str(prepared_data), capsys=capsys)
-    assert code == 2 and "2 finished runs' were not kept" in err, err
+    assert code == 2 and "the checkpoints of its 2 finished runs were not kept" in err, err
 
 
 @pytest.mark.slow
