@@ -92,18 +92,19 @@ def recorded_training(table_path: str | Path) -> dict | None:
     return training if isinstance(training, dict) else None
 
 
-def check_same_grid(grid: grids.Grid, out: Path) -> None:
+def check_same_grid(grid: grids.Grid, out: Path) -> bool:
     """Refuse to sweep into a directory that recorded another grid; the same grid again resumes it.
 
     Name and description do not count (the same grid as a file or as flags is the same sweep). A directory
-    written before sweeps recorded their whole grid has nothing to compare with.
+    written before sweeps recorded their whole grid has nothing to compare with: True for such a directory,
+    whose store may hold the runs of earlier grids.
     """
     settings = out / SETTINGS_NAME
     if not settings.is_file():
-        return
+        return False
     recorded = read_recorded(settings, "delete it to sweep into this directory again, or use another --out")
     if not isinstance(recorded.get("grid_spec"), dict):
-        return
+        return True
 
     def comparable(d: dict) -> dict:
         return {k: v for k, v in json.loads(json.dumps(d)).items() if k not in ("name", "description")}
@@ -113,6 +114,7 @@ def check_same_grid(grid: grids.Grid, out: Path) -> None:
     if differ:
         raise UserError(f"{out} holds a sweep of another grid ({recorded.get('grid')!r}; this one differs in "
                         f"{', '.join(differ)}); use another --out, or that grid to resume it")
+    return False
 
 
 def plan_runs(grid: grids.Grid, opts: SweepOptions) -> tuple[list[grids.RunSpec], Path, dict]:
@@ -149,7 +151,7 @@ def print_plan(grid: grids.Grid, specs, counts: dict, executor: str, layout: str
 def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     """Run a grid into opts.out; returns 0 when every run completed or diverged, 1 when some failed."""
     out = opts.out.resolve()
-    check_same_grid(grid, out)
+    unrecorded = check_same_grid(grid, out)
     specs, data, training = plan_runs(grid, opts)
     executor = choose_executor(opts.executor)
     if opts.dry_run and not (out / DB_NAME).exists():  # a plan for a new sweep writes no store
@@ -157,7 +159,7 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
         counts = {"new": len(specs), "finished": 0, "retried": 0, "pending": 0}
     else:
         store = Store(out)
-        counts = store.register(specs, dry_run=opts.dry_run)
+        counts = store.register(specs, dry_run=opts.dry_run, earlier_grids=unrecorded)
         statuses = {r["run_id"]: r["status"] for r in store.rows()}
     policy, change = keep.choose(opts.keep_checkpoints, keep.recorded_policy(out))
     loggers = recorded_loggers(out) if opts.loggers is None else opts.loggers  # a re-run logs as before

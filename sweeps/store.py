@@ -206,15 +206,18 @@ class Store:
 
     # ------------------------------------------------------------------------- registering runs
 
-    def register(self, specs: list[RunSpec], dry_run: bool = False) -> dict[str, int]:
+    def register(self, specs: list[RunSpec], dry_run: bool = False, earlier_grids: bool = False) -> dict[str, int]:
         """Add new runs, check known ones against their config hash, and queue failed ones again.
 
-        A run id already stored with a different config is an error: results are never mixed.
+        A run id already stored with a different config is an error: results are never mixed. Stored runs
+        outside `specs` are refused, unless `earlier_grids` (a directory that never recorded its grid, which
+        sweeps of several grids may have shared): then their ids must still be well formed, and they are
+        kept as they are, never trained by this sweep.
         Returns how many runs were new, already finished, and queued again. A dry run changes nothing.
         """
         counts = {"new": 0, "finished": 0, "retried": 0, "pending": 0}
         with self._write(commit=not dry_run) as db:
-            self._check_known(db, {s.run_id for s in specs})
+            self._check_known(db, {s.run_id for s in specs}, earlier_grids)
             changed = []
             for spec in specs:
                 row = db.execute("SELECT config_hash, status FROM runs WHERE run_id = ?", (spec.run_id,)).fetchone()
@@ -245,11 +248,14 @@ class Store:
             self._write_csv(db)
         return counts
 
-    def _check_known(self, db: sqlite3.Connection, run_ids: set[str]) -> None:
+    def _check_known(self, db: sqlite3.Connection, run_ids: set[str], earlier_grids: bool) -> None:
         """Every stored run is one of `run_ids` (the grid's): a row planted in the store is refused, not trained."""
         stored = [r["run_id"] for r in db.execute("SELECT run_id FROM runs ORDER BY rowid")]
         foreign = [r for r in stored if r not in run_ids]
-        if foreign:
+        if earlier_grids:
+            for run_id in foreign:
+                check_run_id(run_id, self.path)
+        elif foreign:
             shown = ", ".join(repr(f) for f in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
             raise UserError(f"{self.path} holds {len(foreign)} run(s) that are not in this grid ({shown}): refused "
                             "(an edited store, or another sweep's); use another --out")
