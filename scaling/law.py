@@ -88,7 +88,9 @@ class ChinchillaLaw:
 
     def loss(self, params, tokens):
         n, d = np.asarray(params, dtype=float), np.asarray(tokens, dtype=float)
-        with np.errstate(over="ignore"):  # a degenerate refit (exponent far below 0) predicts an infinite loss
+        # A degenerate bootstrap refit (an exponent far below 0, a scale beyond float range) predicts an infinite
+        # or undefined loss: that is its answer, and the intervals read such columns off the order statistics.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return self.E + self.A / n**self.alpha + self.B / d**self.beta
 
     @property
@@ -110,7 +112,8 @@ class ChinchillaLaw:
     def compute_optimal(self, flops):
         """Hoffmann et al. eq. (4) with C = 6ND: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b."""
         c6 = np.asarray(flops, dtype=float) / 6.0
-        return self.G * c6**self.a, c6**self.b / self.G
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # G of 0 or inf: a degenerate refit
+            return self.G * c6**self.a, c6**self.b / self.G
 
     def optimal_tokens(self, params):
         """D_opt for a given N on the same frontier: invert N_opt = G (C/6)^a, then D = (C/6) / N."""
@@ -419,6 +422,12 @@ MIN_EXPONENT, MAX_EXPONENT = 1e-3, 10.0  # alpha, beta: below 1e-3 a 1e6x larger
 # under 1.4% (no scaling to extrapolate), and the frontier's 1 / (alpha + beta) overflows near 0
 
 
+def exponents_out_of_range(values: dict[str, float]) -> bool:
+    """alpha or beta outside [MIN_EXPONENT, MAX_EXPONENT]: the one rule for the fit that writes a law and the
+    reader that loads it (a fit of a few barely trained runs can give alpha = 4e3: no scaling at all)."""
+    return not all(MIN_EXPONENT <= values[k] <= MAX_EXPONENT for k in ("alpha", "beta"))
+
+
 def _law_values(path: Path, raw: dict) -> dict[str, float]:
     """The law's E, A, B, alpha, beta, each checked here, where the file is read: finite, in range, and with a
     finite compute-optimal frontier (G), so no later step overflows on them."""
@@ -433,7 +442,7 @@ def _law_values(path: Path, raw: dict) -> dict[str, float]:
         raise UserError(f"law file {path} has non-finite params, a negative E, or A, B, alpha, beta not positive "
                         f"({params_problem(values)})")
     shown = ", ".join(f"{k} = {values[k]:.3g}" for k in PARAM_NAMES)
-    if not all(MIN_EXPONENT <= values[k] <= MAX_EXPONENT for k in ("alpha", "beta")):
+    if exponents_out_of_range(values):
         raise UserError(f"law file {path}: params alpha and beta must be in [{MIN_EXPONENT:g}, {MAX_EXPONENT:g}] "
                         f"({shown})")
     with np.errstate(all="ignore"):
