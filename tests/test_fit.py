@@ -438,6 +438,19 @@ def test_a_law_whose_loss_rises_with_size_is_not_written(tmp_path, capsys):
     assert law_path.read_text() == "keep me"
 
 
+def test_a_law_the_reader_would_refuse_is_not_written(tmp_path, capsys):
+    """Loss that only steps down once N passes the smallest size fits an exponent in the thousands: the fit
+    refuses to write it by the rule the law reader applies, so no law file exists that launch would refuse."""
+    df = isoflop_sweep(noise=0.0)
+    smallest = df.params.min()
+    df["loss"] = 2.0 + np.where(df.params > smallest, 0.0, 0.5) + 400.0 / df.tokens**0.3
+    law_path = tmp_path / "law.json"
+    code, _, err = scaling("fit", str(write_csv(tmp_path, df)), "--out", str(law_path), capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "outside [0.001, 10]" in err and "cannot be extrapolated" in err
+    assert not law_path.exists()
+
+
 def test_load_runs_reports_a_directory_without_a_sweep_table(tmp_path):
     with pytest.raises(Exception, match="without sweep.csv"):
         load_runs(tmp_path)
