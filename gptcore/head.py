@@ -11,12 +11,20 @@ vocabulary those memory-bound passes cost as much as the head's matmuls. Without
 buffer to save, so evaluation takes the exact cross-entropy of the same logits in fp32: under bf16 it
 differs from the training arithmetic (-log of a bf16 probability) by about 1e-4, and keeps validation
 losses what they have always been (the sweeps' fits on tiny grids are sensitive to that much).
+
+Where: the kernel was tuned and measured on CPUs only, so it runs on CPUs only (KERNEL_DEVICES). On CUDA
+(and MPS) the loss is PyTorch's own path, `F.cross_entropy` of `F.linear`'s logits under autocast (the
+matmul in bf16, the loss in fp32), whose fused kernels GPUs are tuned for. Whether the kernel beats that
+on a GPU is not measured yet (no GPU here; README, "The LM head on CUDA"): until it is, the standard path
+stays the CUDA default.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
+
+KERNEL_DEVICES = ("cpu",)  # where HeadCrossEntropy runs; elsewhere standard_cross_entropy
 
 
 class HeadCrossEntropy(torch.autograd.Function):
@@ -70,7 +78,16 @@ def head_cross_entropy(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor) 
     grad mode is on and an input needs them.
     """
     device_type = h.device.type
+    if device_type not in KERNEL_DEVICES:
+        return standard_cross_entropy(h, w, targets)
     autocast = torch.is_autocast_enabled(device_type)
     dtype = torch.get_autocast_dtype(device_type) if autocast else h.dtype
     need_grad = torch.is_grad_enabled() and (h.requires_grad or w.requires_grad)
     return HeadCrossEntropy.apply(h.reshape(-1, h.size(-1)), w, targets.reshape(-1), dtype, need_grad)
+
+
+def standard_cross_entropy(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """PyTorch's path for the same loss: the logits by F.linear (bf16 under autocast), then F.cross_entropy,
+    which autocast runs in fp32. What the model uses on CUDA and MPS."""
+    logits = F.linear(h.reshape(-1, h.size(-1)), w)
+    return F.cross_entropy(logits.float(), targets.reshape(-1))

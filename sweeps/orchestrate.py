@@ -211,6 +211,8 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
                     opts.gpus_per_run,
                     opts.cpus_per_run,
                     parallelism=opts.workers,
+                    # K GPUs a run: one job of K tasks, a rank a GPU (DDP, or FSDP if the grid sets parallel)
+                    tasks_per_node=max(1, opts.gpus_per_run),
                 ).run(run_ids, progress, estimates)
         else:
             progress.update(store.rows())

@@ -109,8 +109,11 @@ def latest_row(metrics_path: Path) -> dict | None:
 
 
 def train_config(spec: RunSpec, data: str, out: Path, threads: int | None, device: str = "auto",
-                 loggers: tuple[str, ...] = ()):
-    """The trainer's TrainConfig for a run: the schedule spans exactly the run's tokens (Hoffmann app. B)."""
+                 loggers: tuple[str, ...] = (), world: int = 1, parallel: str = "ddp"):
+    """The trainer's TrainConfig for a run: the schedule spans exactly the run's tokens (Hoffmann app. B).
+
+    Over `world` processes (torchrun, or a SLURM job's tasks) each takes its share of the run's batch, so
+    a step is the run's batch whatever the world size; `parallel` (ddp or fsdp) is how they share it."""
     from gptcore.config import GPTConfig
     from gptcore.train import TrainConfig
 
@@ -118,7 +121,7 @@ def train_config(spec: RunSpec, data: str, out: Path, threads: int | None, devic
         model=GPTConfig.from_dict(spec.model),
         data=str(data),
         out=str(out),
-        batch_size=spec.batch_size,
+        batch_size=spec.batch_size // world,
         tokens=spec.tokens,
         lr=spec.lr,
         warmup=spec.warmup,
@@ -127,7 +130,7 @@ def train_config(spec: RunSpec, data: str, out: Path, threads: int | None, devic
         threads=threads,
         progress=False,
         loggers=tuple(loggers),
-        **({"device": device} | spec.train),
+        **({"device": device, "parallel": parallel} | spec.train),
     )
 
 
@@ -188,7 +191,8 @@ def run_claimed(
         from gptcore.train import train
 
         cfg = train_config(spec, settings["data"], out, threads, settings.get("device", "auto"),
-                           recorded_loggers(sweep_dir))
+                           recorded_loggers(sweep_dir), int(os.environ.get("WORLD_SIZE", "1")),
+                           settings.get("parallel", "ddp"))
         result = train(cfg, log=lambda msg: _append(out / "train.log", msg))
         status = result.status
         if status == "preempted":  # checkpointed; the claim stays, so the next attempt resumes the run

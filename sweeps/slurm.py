@@ -40,6 +40,23 @@ def cluster_answers(timeout_s: float = 10.0) -> bool:
         return False
 
 
+def gpus_per_node(partition: str | None) -> int | None:
+    """The GPUs each node of `partition` (default: the default one) has, from its GRES (`gpu:8`,
+    `gpu:a100:4(S:0-1)`); None on CPU nodes or when sinfo does not answer."""
+    cmd = ["sinfo", "-h", "-o", "%G"] + (["-p", partition] if partition else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    counts = []
+    for gres in out.split():
+        for item in gres.split(","):
+            parts = item.split("(")[0].split(":")
+            if parts[0] == "gpu" and len(parts) > 1 and parts[-1].isdigit():
+                counts.append(int(parts[-1]))
+    return min(counts) if counts else None
+
+
 def slurm_owner() -> str:
     return f"slurm:{os.environ.get('SLURM_JOB_ID', 'unknown')}"
 
@@ -59,19 +76,75 @@ def hand_on_preemption() -> None:
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """One sweep run as a SLURM job; calling it again (after a requeue) resumes the same run."""
+    """One sweep run as a SLURM job; calling it again (after a requeue) resumes the same run.
 
-    def __init__(self, sweep_dir: str, run_id: str, threads: int):
-        self.sweep_dir, self.run_id, self.threads = str(sweep_dir), run_id, threads
+    A job of several tasks (`tasks` > 1) trains the run on all of them, one rank each: submitit's
+    TorchDistributedEnvironment sets torch's env:// rendezvous (the first node's address, a port drawn
+    from the job id), rank 0 claims the run and records it in the store as a one-task job does, and every
+    rank trains. A requeue (timeout, preemption, `scontrol requeue`) restarts every task, and every rank
+    resumes from the run's one latest checkpoint."""
+
+    def __init__(self, sweep_dir: str, run_id: str, threads: int, tasks: int = 1):
+        self.sweep_dir, self.run_id, self.threads, self.tasks = str(sweep_dir), run_id, threads, tasks
 
     def __call__(self) -> dict:
         import torch
 
         torch.set_num_threads(self.threads)
+        if self.tasks > 1:
+            return self._call_rank()
+        return self._call_owner()
+
+    def _call_rank(self) -> dict:
+        import atexit
+
+        import torch
+        import torch.distributed as dist
+
+        from gptcore.train import close_distributed, exit_process, init_distributed
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        d = init_distributed("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            if d.main:
+                result = self._call_owner(share=lambda spec: dist.broadcast_object_list([spec], src=0))
+            else:
+                box = [None]
+                dist.broadcast_object_list(box, src=0)  # rank 0's claim: the run, or None (nothing to do)
+                result = self._train_beside(box[0], d.world) if box[0] is not None else \
+                    {"run_id": self.run_id, "status": "not claimed"}
+            if result["status"] == "failed":  # recorded; exit non-zero so that srun stops the other ranks
+                raise RuntimeError(f"{self.run_id} failed on rank {d.rank}; see its train.log")
+        finally:
+            close_distributed()
+        # Once submitit has written the result, leave without the interpreter's teardown (see
+        # gptcore.train.exit_process: a gloo worker freeing tensors then can abort the task).
+        atexit.register(exit_process, 0)
+        return result
+
+    def _train_beside(self, spec, world: int) -> dict:
+        """A rank other than 0: train the run rank 0 claimed (no store: rank 0 keeps its record)."""
+        from gptcore.train import train
+        from sweeps.runner import read_settings, recorded_loggers, run_dir, train_config
+
+        settings = read_settings(self.sweep_dir)
+        cfg = train_config(spec, settings["data"], run_dir(self.sweep_dir, spec.run_id), self.threads,
+                           settings.get("device", "auto"), recorded_loggers(self.sweep_dir), world=world,
+                           parallel=settings.get("parallel", "ddp"))
+        summary = train(cfg, log=lambda msg: None)
+        if summary.status == "preempted":
+            hand_on_preemption()
+        return {"run_id": self.run_id, "status": summary.status}
+
+    def _call_owner(self, share=None) -> dict:
+        """Claim the run, train it and record it (rank 0 of a job of several tasks: `share` hands the
+        claimed run, or None, to the other ranks first)."""
+        share = share or (lambda spec: None)
         store = Store(self.sweep_dir)
         owner = slurm_owner()
         try:
             spec = store.claim(owner, self.run_id)
+            share(spec)
             if spec is None:  # finished already, or another live job holds it
                 row = next(r for r in store.rows() if r["run_id"] == self.run_id)
                 return {"run_id": self.run_id, "status": row["status"], "owner": row["owner"]}
@@ -107,11 +180,16 @@ class SlurmExecutor:
         cpus_per_run: int,
         mem_gb: float | None = None,
         parallelism: int | None = None,
+        nodes: int = 1,
+        tasks_per_node: int = 1,
     ):
+        """Each run is one job of nodes x tasks_per_node tasks (one rank each, `cpus_per_run` cores and, on
+        GPUs, `gpus_per_run` GPUs per node), or of one task."""
         self.sweep_dir = Path(sweep_dir)
         self.partition, self.timeout_min = partition, timeout_min
         self.gpus_per_run, self.cpus_per_run, self.mem_gb = gpus_per_run, cpus_per_run, mem_gb
         self.parallelism = parallelism
+        self.nodes, self.tasks_per_node = nodes, tasks_per_node
         # A fresh folder for each submission: job ids restart at 1 on a new controller, and submitit
         # would read an old job's result file under a reused id.
         stamp = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -135,12 +213,16 @@ class SlurmExecutor:
             if self.partition:
                 params["slurm_partition"] = self.partition
             if self.gpus_per_run:
-                params["gpus_per_node"] = self.gpus_per_run
+                params["gpus_per_node"] = self.gpus_per_run  # one GPU a task when there are several
+            if self.tasks_per_node > 1 or self.nodes > 1:
+                params.update(nodes=self.nodes, tasks_per_node=self.tasks_per_node,
+                              slurm_srun_args=["--kill-on-bad-exit=1"])  # a rank that dies takes the others
             if self.mem_gb:
                 params["mem_gb"] = self.mem_gb
             ex.update_parameters(**params)
             with ex.batch():
-                submitted = [ex.submit(RunJob(str(self.sweep_dir), rid, self.cpus_per_run)) for rid in rids]
+                submitted = [ex.submit(RunJob(str(self.sweep_dir), rid, self.cpus_per_run,
+                                              self.nodes * self.tasks_per_node)) for rid in rids]
             jobs += list(zip(rids, submitted, strict=True))
         return jobs
 
@@ -165,7 +247,7 @@ class SlurmExecutor:
     @staticmethod
     def _record_if_unrecorded(store: Store, run_id: str, job: submitit.Job) -> None:
         try:
-            job.result()
+            job.results()  # every task's (a job of one task has one)
         except Exception as e:  # the job failed before or outside the run's own bookkeeping
             state = job.state
             status = "timeout" if "TIMEOUT" in state else "failed"

@@ -95,3 +95,16 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def require_slurm_cluster() -> None:
+    """Skip, saying why, when no SLURM cluster answers here; with CI=true fail instead (.ci/run starts one)."""
+    import pytest
+
+    from sweeps.slurm import cluster_answers
+
+    if cluster_answers():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but no SLURM cluster answers `sinfo`: .ci/run should have run scripts/slurm-start.sh")
+    pytest.skip("no SLURM cluster answers `sinfo` here (start one as root: bash scripts/slurm-start.sh)")

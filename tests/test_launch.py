@@ -11,12 +11,15 @@ import json
 import math
 import shlex
 import signal
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, scaling, start_scaling
+from helpers import ROOT, cli_env, scaling, start_scaling
 
 from scaling.cli import main
 
@@ -257,6 +260,37 @@ def test_torchrun_two_cpu_processes_report(fitted, tmp_path):
     pred = json.loads((out / "prediction.json").read_text())
     summary = json.loads((out / "runs" / pred["run"]["run_id"] / "summary.json").read_text())
     assert summary["world_size"] == 2
+    # It said which parallelism and why (a CPU's memory is not modelled: DDP), and trained with it
+    assert "parallel           ddp over 2 processes: auto: replicated" in done.stdout, done.stdout
+    assert "memory per GPU" in done.stdout and summary["parallel"] == "ddp"
+
+
+@pytest.mark.slow
+def test_torchrun_across_two_nodes_is_one_run_of_world_size_two(quick, tmp_path):
+    """Two torchrun agents on this host, as two nodes: the launch's own (rank 0's node) and the one started
+    with the command the launch prints for the other nodes; a c10d rendezvous at --rdzv-endpoint."""
+    out = tmp_path / "two-nodes"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = start_scaling(*launch_args(quick, out, "8K", "--executor", "torchrun", "--nodes", "2",
+                                        "--tasks-per-node", "1", "--rdzv-endpoint", f"127.0.0.1:{port}",
+                                        "--parallel", "fsdp", "--yes"), stdout=subprocess.PIPE, text=True)
+    lines = []
+    for line in launch.stdout:
+        lines.append(line)
+        if "on each of the other 1 node(s)" in line:
+            break
+    other = shlex.split(lines[-1].split("torchrun ", 1)[1])
+    agent = subprocess.run([sys.executable, "-m", "torch.distributed.run", *other], env=cli_env(), cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    rest = launch.stdout.read()
+    assert launch.wait(timeout=600) == 0 and agent.returncode == 0, (rest, agent.stderr[-3000:])
+    pred = json.loads((out / "prediction.json").read_text())
+    summary = json.loads((out / "runs" / pred["run"]["run_id"] / "summary.json").read_text())
+    assert (summary["world_size"], summary["parallel"], summary["status"]) == (2, "fsdp", "completed")
+    assert "parallel           fsdp over 2 processes: asked for" in "".join(lines)
+    assert math.isfinite(json.loads((out / "report.json").read_text())["actual_loss"])
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -265,6 +299,15 @@ def test_torchrun_two_cpu_processes_report(fitted, tmp_path):
     (["--params", "8.8M", "--tokens", "8K", "--executor", "torchrun", "--gpus", "3"], "--gpus: the run's batch"),
     (["--params", "8.8M", "--tokens", "8K", "--executor", "slurm"], "--executor slurm: no SLURM cluster answers"),
     (["--compute", "1e40"], "--compute: the run would have 6.9"),
+    (["--params", "8.8M", "--tokens", "8K", "--executor", "torchrun", "--tasks-per-node", "0"],
+     "--tasks-per-node: must be 1 or more, got 0"),
+    (["--params", "8.8M", "--tokens", "8K", "--nodes", "2"], "--executor local trains one process on this machine"),
+    (["--params", "8.8M", "--tokens", "8K", "--executor", "torchrun", "--nodes", "2"], "needs --rdzv-endpoint"),
+    (["--params", "8.8M", "--tokens", "8K", "--executor", "torchrun", "--gpus", "3", "--tasks-per-node", "2"],
+     "--gpus 3 is not --nodes 1 x --tasks-per-node 2"),
+    (["--params", "8.8M", "--tokens", "8K", "--parallel", "fsdp"], "--parallel fsdp shards over 2 or more"),
+    (["--params", "7B", "--tokens", "10M", "--executor", "torchrun", "--gpus", "8", "--gpu", "H100-SXM",
+      "--parallel", "ddp"], "--parallel ddp: ddp needs"),  # a 7B model's replicated states: over 80 GB
 ])
 def test_bad_launch_arguments_are_one_line_errors(quick, tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.setattr("sweeps.orchestrate.cluster_answers", lambda: False)  # no SLURM cluster, even where one runs

@@ -245,3 +245,32 @@ def test_the_peak_cache_keeps_one_entry_per_cpu_model(tmp_path, monkeypatch):
     keys = json.loads(path.read_text())
     assert len(keys) == 2 and keys[xeon_key] == {"fp32": 1.0, "bf16": 1.0}
     assert any(k.startswith("AMD EPYC|") for k in keys)
+
+
+def test_the_standard_head_path_cuda_takes_gives_the_kernels_loss_and_gradients(monkeypatch):
+    """On CUDA the loss is PyTorch's F.cross_entropy (gptcore.head.KERNEL_DEVICES is the CPU only); run here
+    by taking the CPU off that list, it trains the same model to the same loss and gradients."""
+    import gptcore.head
+    from gptcore.config import GPTConfig
+    from gptcore.model import GPT
+
+    cfg = GPTConfig(vocab_size=300, ctx=16, n_layer=1, n_head=2, d_model=32)
+    x = torch.randint(0, 300, (4, 16), generator=torch.Generator().manual_seed(0))
+    y = torch.roll(x, -1, dims=1)
+
+    def loss_and_grads():
+        torch.manual_seed(0)
+        model = GPT(cfg)
+        loss = model(x, y)
+        loss.backward()
+        return loss.item(), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    kernel_loss, kernel_grads = loss_and_grads()
+    monkeypatch.setattr(gptcore.head, "KERNEL_DEVICES", ())
+    calls, standard = [], gptcore.head.standard_cross_entropy
+    monkeypatch.setattr(gptcore.head, "standard_cross_entropy", lambda *a: calls.append(1) or standard(*a))
+    standard_loss, standard_grads = loss_and_grads()
+    assert calls  # the standard path ran, not the kernel
+    assert standard_loss == pytest.approx(kernel_loss, rel=1e-6)
+    for name, grad in kernel_grads.items():
+        torch.testing.assert_close(standard_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)

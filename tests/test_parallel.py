@@ -147,3 +147,26 @@ def test_auto_shards_what_the_memory_model_says_does_not_fit_replicated():
     small = training_memory(count_params(GPTConfig()), GPTConfig(), 4, "bf16")
     assert choose("auto", small, 80.0, 8).parallel == "ddp"
     assert choose("auto", unsharded, None, 8).parallel == "ddp"
+
+
+@pytest.mark.slow
+def test_torchrun_of_two_nodes_on_localhost_trains_one_run(prepared_data, tmp_path):
+    """`torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:PORT -m scaling
+    train ...` started twice, as on two nodes: one run of world size 2 (FSDP across the 'nodes')."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
+             "-m", "scaling", "train", *TINY, "--max-steps", "6", "--data", str(prepared_data),
+             "--out", str(tmp_path / "run"), "--parallel", "fsdp"]
+    nodes = [subprocess.Popen(agent, env=cli_env(OMP_NUM_THREADS="1"), cwd=ROOT, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [node.communicate(timeout=600) for node in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], [err[-2000:] for _, err in outs]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["world_size"], summary["parallel"], summary["steps"]) == (2, "fsdp", 6)
+    printed = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs if out.strip()]
+    assert printed == [summary]  # rank 0's node prints the summary; the other node prints nothing

@@ -5,13 +5,10 @@ With CI=true a missing cluster fails these tests; elsewhere they skip, saying wh
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
-from helpers import rows, start_scaling, table, wait_for
-
-from sweeps.slurm import cluster_answers
+from helpers import require_slurm_cluster, rows, start_scaling, table, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -29,11 +26,7 @@ checkpoint_every = 5
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    if cluster_answers():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but no SLURM cluster answers `sinfo`: .ci/run should have run scripts/slurm-start.sh")
-    pytest.skip("no SLURM cluster answers `sinfo` here (start one as root: bash scripts/slurm-start.sh)")
+    require_slurm_cluster()
 
 
 def test_an_array_of_4_runs_with_one_requeued_resumes_from_its_checkpoint(prepared_data, tmp_path):

@@ -143,7 +143,7 @@ def test_launch_trains_by_the_rule_the_law_recorded_even_once_its_file_is_gone(s
     moved = swept["root"] / "lr_law.moved"
     (swept["root"] / "lr_law.json").rename(moved)
     try:
-        registered, spec, _, _ = prepare(swept, tmp_path / "a")
+        registered, spec, *_ = prepare(swept, tmp_path / "a")
     finally:
         moved.rename(swept["root"] / "lr_law.json")
     assert spec.lr_source == "lr-law" and spec.lr == pytest.approx(swept["lr_law"].lr(spec.non_embedding_params)[0])
@@ -158,7 +158,7 @@ def test_launch_trains_by_the_rule_the_law_recorded_even_once_its_file_is_gone(s
     assert "trained like the law's runs" in printed
     assert "prediction interval: no backtest calibration" in printed  # a hand-written law: none, said so
     # The same file, named by --lr-law, is the same rule.
-    _, same, _, _ = prepare(swept, tmp_path / "b", lr_law=swept["root"] / "lr_law.json")
+    _, same, *_ = prepare(swept, tmp_path / "b", lr_law=swept["root"] / "lr_law.json")
     assert same.lr == spec.lr
 
 
@@ -169,7 +169,7 @@ def test_another_lr_rule_is_refused_unless_asked_for_and_then_recorded(swept, tm
                        "trained by LR law .*--allow-other-lr-rule"):
         prepare(swept, tmp_path / "refused", lr_law=lr_law)
     assert not (tmp_path / "refused" / "prediction.json").exists()
-    _, spec, _, _ = prepare(swept, tmp_path / "asked", lr_law=lr_law, allow=True)
+    _, spec, *_ = prepare(swept, tmp_path / "asked", lr_law=lr_law, allow=True)
     expected = "default-rule" if other == "default" else "lr-law"
     assert spec.lr_source == expected
     training = json.loads((tmp_path / "asked" / "prediction.json").read_text())["training"]

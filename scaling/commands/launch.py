@@ -11,7 +11,9 @@ from scaling.units import format_interval
 EXAMPLES = """examples:
   scaling launch --law runs/law.json --compute 1e13 --grid tiny
   scaling launch --law runs/law.json --params 14M --tokens 128K --executor torchrun --gpus 2 --yes
-  scaling launch --law law.json --compute 1e20 --executor slurm --gpus 8 --gpu H100-SXM --partition gpu
+  scaling launch --law law.json --compute 1e20 --executor slurm --nodes 4 --gpu H100-SXM --partition gpu
+  scaling launch --law law.json --compute 1e20 --executor torchrun --nodes 2 --tasks-per-node 8 \
+      --rdzv-endpoint node0:29500 --parallel fsdp
 """
 
 
@@ -47,8 +49,18 @@ def register(subparsers) -> None:
     where = p.add_argument_group("where it trains")
     where.add_argument("--executor", choices=EXECUTORS, default="local",
                       help="local worker, SLURM job with requeue (submitit), or torchrun with DDP (default: local)")
-    where.add_argument("--gpus", type=int, default=1, metavar="K",
-                      help="torchrun: processes (GPUs, or CPU processes with gloo); slurm: GPUs (default 1)")
+    where.add_argument("--gpus", type=int, metavar="K",
+                      help="processes in all, one GPU each (or CPU processes with gloo): --nodes x "
+                      "--tasks-per-node (default: that product)")
+    where.add_argument("--nodes", type=int, default=1, metavar="M", help="nodes (torchrun, slurm; default 1)")
+    where.add_argument("--tasks-per-node", type=int, metavar="K",
+                      help="processes per node, each a rank (default: --gpus / --nodes; on a SLURM GPU "
+                      "partition, its GPUs per node; else 1)")
+    where.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                      help="torchrun with --nodes > 1: this node's address for the c10d rendezvous")
+    where.add_argument("--parallel", choices=("auto", "ddp", "fsdp"), default="auto",
+                      help="ddp replicates the model, fsdp shards it; auto: fsdp when the planner's memory "
+                      "model says the replicated states do not fit the GPU (default auto)")
     where.add_argument("--partition", help="SLURM partition")
     where.add_argument("--timeout-min", type=at_least(0, strict=True),
                       help="SLURM time limit per attempt (requeued past it)")
@@ -78,7 +90,8 @@ def run(args) -> int:
     req = LaunchRequest(
         law=args.law, out=args.out, compute=parse_optional_size(args.compute, "--compute"),
         params=parse_optional_size(args.params, "--params"), tokens=parse_optional_size(args.tokens, "--tokens"),
-        executor=args.executor, gpus=args.gpus, data=args.data,
+        executor=args.executor, **layout(args), parallel=args.parallel, rdzv_endpoint=args.rdzv_endpoint,
+        data=args.data,
         grid=args.grid, lr_law=args.lr_law, allow_other_lr_rule=args.allow_other_lr_rule, gpu=args.gpu,
         price_per_gpu_hour=args.price_per_gpu_hour,
         confirm_above_usd=args.confirm_above, confirm_above_hours=args.confirm_above_hours, yes=args.yes,
@@ -95,6 +108,30 @@ def run(args) -> int:
     print(summary_line(report))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def layout(args) -> dict:
+    """gpus (the run's processes), nodes and tasks_per_node from --gpus, --nodes and --tasks-per-node."""
+    from gptcore.errors import UserError
+
+    nodes, per_node, gpus = args.nodes, args.tasks_per_node, args.gpus
+    for flag, value in (("--nodes", nodes), ("--tasks-per-node", per_node), ("--gpus", gpus)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag}: must be 1 or more, got {value}")
+    if per_node is None:
+        if gpus is not None:
+            if gpus % nodes:
+                raise UserError(f"--gpus {gpus} does not split over --nodes {nodes}")
+            per_node = gpus // nodes
+        elif args.executor == "slurm":
+            from sweeps.slurm import gpus_per_node
+
+            per_node = gpus_per_node(args.partition) or 1
+        else:
+            per_node = 1
+    if gpus is not None and gpus != nodes * per_node:
+        raise UserError(f"--gpus {gpus} is not --nodes {nodes} x --tasks-per-node {per_node}")
+    return {"gpus": nodes * per_node, "nodes": nodes, "tasks_per_node": per_node}
 
 
 def summary_line(report: dict) -> str:

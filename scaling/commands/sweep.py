@@ -52,7 +52,8 @@ def register(subparsers) -> None:
         type=at_least(0, strict=True),
         help="per-run time limit in minutes (slurm default: 3x the estimate + 5, in buckets)",
     )
-    p.add_argument("--gpus-per-run", type=at_least(0, int), default=0, help="SLURM GPUs per run (default 0)")
+    p.add_argument("--gpus-per-run", type=at_least(0, int), default=0,
+                   help="SLURM GPUs per run; K > 1 makes each run one job of K tasks, a rank a GPU (default 0)")
     p.add_argument("--cpus-per-run", type=at_least(1, int), default=1,
                    help="SLURM CPUs (and torch threads) per run (default 1)")
     p.add_argument(

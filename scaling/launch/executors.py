@@ -1,11 +1,13 @@
 """Where the final run trains. The launch directory is a one-run sweep directory (store, sweep.csv,
 runs/RUN_ID), so the sweep's executors run it: a local worker, a SLURM job with requeue, or torchrun
-with DDP (each rank is `python -m scaling.launch.rank`). Each resumes a run from its last checkpoint."""
+on one node or several (each rank is `python -m scaling.launch.rank`). Each resumes a run from its last
+checkpoint. A run of several processes trains with DDP or FSDP, as the launch chose (OUT/sweep.json)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +18,12 @@ from sweeps.runner import run_dir
 RANK_MODULE = "scaling.launch.rank"  # what torchrun starts in each process
 
 
-def run_threads(executor: str, gpus: int) -> int:
-    """CPU threads of each training process: every core for one local process, a share for each rank."""
+def run_threads(executor: str, tasks_per_node: int) -> int:
+    """CPU threads of each training process: every core for one local process, a share for each rank of
+    this node."""
     from sweeps.local import available_cores
 
-    return max(1, available_cores() // (gpus if executor == "torchrun" else 1))
+    return max(1, available_cores() // (tasks_per_node if executor != "local" else 1))
 
 
 def _progress(out: Path, run_id: str, enabled: bool):
@@ -50,21 +53,36 @@ def run_local(out: Path, spec: RunSpec, progress: bool) -> bool:
         bar.close()
 
 
-def run_slurm(out: Path, spec: RunSpec, partition: str | None, timeout_min: float | None, gpus: int,
-              progress: bool) -> None:
-    """A one-task SLURM array of a Checkpointable job: a timeout or preemption requeues and resumes it."""
+def run_slurm(out: Path, spec: RunSpec, partition: str | None, timeout_min: float | None, nodes: int,
+              tasks_per_node: int, progress: bool) -> None:
+    """One SLURM job of nodes x tasks_per_node tasks, each a rank (a Checkpointable: a timeout or preemption
+    requeues the whole job, and every rank resumes from the same checkpoint). On a GPU partition each task
+    has one GPU; on CPU nodes each takes its share of this machine's cores (the nodes are assumed alike)."""
     from sweeps.slurm import SlurmExecutor
 
     bar = _progress(out, spec.run_id, progress)
     try:
-        SlurmExecutor(out, partition, timeout_min, gpus_per_run=gpus if _has_gpu() else 0,
-                      cpus_per_run=max(1, os.cpu_count() or 1)).run([spec.run_id], bar, {})
+        SlurmExecutor(out, partition, timeout_min, gpus_per_run=tasks_per_node if _has_gpu() else 0,
+                      cpus_per_run=run_threads("slurm", tasks_per_node), nodes=nodes,
+                      tasks_per_node=tasks_per_node).run([spec.run_id], bar, {})
     finally:
         bar.close()
 
 
-def run_torchrun(out: Path, spec: RunSpec, gpus: int) -> None:
-    """torchrun with `gpus` processes (DDP; gloo on CPU), each running `python -m scaling.launch.rank OUT`.
+def torchrun_command(out: Path, nodes: int, tasks_per_node: int, endpoint: str | None,
+                     threads: int | None) -> list[str]:
+    """torchrun of the launch's ranks: `--standalone` on one node, else a c10d rendezvous at `endpoint`
+    (every node runs this same command; torchrun gives each node its rank as it joins)."""
+    where = ["--standalone"] if nodes == 1 else \
+        [f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", f"--rdzv-id={out.name}"]
+    return [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc-per-node={tasks_per_node}",
+            "-m", RANK_MODULE, str(out), "--threads", str(threads or 0)]
+
+
+def run_torchrun(out: Path, spec: RunSpec, nodes: int, tasks_per_node: int, endpoint: str | None) -> None:
+    """torchrun with nodes x tasks_per_node processes (NCCL on GPUs, gloo on CPU), each running
+    `python -m scaling.launch.rank OUT`. With nodes > 1 this is the first node's agent: it prints the
+    command each other node runs (the launch directory must be on a filesystem every node shares).
 
     This process holds the run's claim in the store and records the outcome from the trainer's summary.
     torchrun dies with this process (PR_SET_PDEATHSIG), and each rank with torchrun, so a killed launch
@@ -73,7 +91,7 @@ def run_torchrun(out: Path, spec: RunSpec, gpus: int) -> None:
     from sweeps.store import Store, local_owner
     from sweeps.worker import die_with_parent
 
-    threads = run_threads("torchrun", gpus) if not _has_gpu() else None
+    threads = run_threads("torchrun", tasks_per_node) if not _has_gpu() else None
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     store = Store(out)
     owner = local_owner()
@@ -81,8 +99,11 @@ def run_torchrun(out: Path, spec: RunSpec, gpus: int) -> None:
         claimed = store.claim(owner, spec.run_id)
         if claimed is None:
             return  # finished already (or another live launch holds it)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               "-m", RANK_MODULE, str(out), "--threads", str(threads or 0)]
+        cmd = torchrun_command(out, nodes, tasks_per_node, endpoint, threads)
+        if nodes > 1:
+            other = " ".join(shlex.quote(c) for c in cmd[3:])  # after python -m torch.distributed.run
+            print(f"on each of the other {nodes - 1} node(s), with this project installed: torchrun {other}",
+                  flush=True)
         parent = os.getpid()
         log = out / "torchrun.log"  # not in the run folder: the trainer wants it empty until it starts
         with open(log, "ab") as f:

@@ -91,7 +91,7 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
     if req.gpu is not None:
         name, device_args = req.gpu, {"gpu": req.gpu}
     else:
-        name, precision, peak = training_device(run_threads(req.executor, req.gpus))
+        name, precision, peak = training_device(run_threads(req.executor, req.tasks_per_node))
         device_args = {"precision": precision}
         if name in ("cpu", "mps") or peak is None:
             if peak is None:
@@ -110,6 +110,34 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
     if abs(result.params - law_params_n) > 0.5:  # the shape is the run's: its N is the law's N for it
         raise AssertionError(f"planned N {result.params} is not the run's {law_params_n}")
     return LaunchPlan(result, result.gpu)
+
+
+def parallel_choice(req: LaunchRequest, planned: LaunchPlan):
+    """DDP or FSDP for the run's processes, from the planner's memory per GPU on the planned device
+    (scaling.parallelism.choose; a CPU, whose memory the planner does not model, takes DDP unless told).
+    A choice that will not fit is refused in one line, before anything is written."""
+    from scaling.parallelism import choose, refusal
+
+    memory = planned.plan.memory_gb_per_gpu
+    choice = choose(req.parallel, memory.unsharded, memory.device_memory_gb, req.gpus)
+    if choice.parallel == "fsdp" and req.gpus < 2:
+        raise UserError("--parallel fsdp shards over 2 or more processes; this run has 1 (see --nodes, "
+                        "--tasks-per-node)")
+    why = refusal(choice)
+    if why is not None:
+        raise UserError(f"--parallel {req.parallel}: {why}")
+    return choice
+
+
+def parallel_lines(choice) -> list[str]:
+    """What the launch will use and why: the memory per GPU of that choice and the fewest GPUs."""
+    dev = "unknown" if choice.device_memory_gb is None else f"{choice.device_memory_gb:.3g} GB"
+    fewest = "unknown (device memory unknown)" if choice.device_memory_gb is None else \
+        ("none fit" if choice.fewest_gpus is None else str(choice.fewest_gpus))
+    shown = "one process (unsharded)" if choice.gpus == 1 else f"{choice.parallel} over {choice.gpus} processes"
+    return [f"  parallel           {shown}: {choice.reason}",
+            f"  memory per GPU     {choice.memory_per_gpu_gb:.3g} GB of {dev}; fewest GPUs for "
+            f"{choice.parallel}: {fewest}"]
 
 
 def _head_lines(spec: RunSpec, prediction: Prediction) -> list[str]:

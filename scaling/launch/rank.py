@@ -1,7 +1,9 @@
 """One torchrun process of a launch: `python -m scaling.launch.rank OUT --threads T`, started by
 scaling.launch.executors.run_torchrun.
 
-Every rank trains the run registered in OUT/prediction.json with gptcore's trainer (DDP; rank 0 writes).
+Every rank trains the run registered in OUT/prediction.json with gptcore's trainer, DDP or FSDP as
+OUT/sweep.json's `parallel` says (the launch's choice); rank 0 writes. On every node of a multi-node
+torchrun (`scaling launch --executor torchrun --nodes M` prints the command for the other nodes).
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ def rank_train_config(out: Path, threads: int | None):
     registered = read_prediction(out)
     spec = RunSpec.from_dict({k: v for k, v in registered.run.items()
                               if k in {f.name for f in dataclasses.fields(RunSpec)}})
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cfg = train_config(spec, read_settings(out)["data"], run_dir(out, spec.run_id), threads,
-                       loggers=recorded_loggers(out))
-    return dataclasses.replace(cfg, batch_size=spec.batch_size // world)
+    settings = read_settings(out)
+    return train_config(spec, settings["data"], run_dir(out, spec.run_id), threads, loggers=recorded_loggers(out),
+                        world=int(os.environ.get("WORLD_SIZE", "1")), parallel=settings.get("parallel", "ddp"))
 
 
 def main(argv: list[str] | None = None) -> int:

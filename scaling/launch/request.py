@@ -20,7 +20,11 @@ class LaunchRequest:
     params: float | None = None
     tokens: float | None = None
     executor: str = "local"
-    gpus: int = 1  # torchrun: processes (GPUs, or CPU processes with gloo); slurm: GPUs for the job
+    gpus: int = 1  # the run's processes, nodes x tasks_per_node: one GPU each, or CPU processes with gloo
+    nodes: int = 1
+    tasks_per_node: int = 1
+    rdzv_endpoint: str | None = None  # torchrun across nodes: HOST:PORT of the c10d rendezvous
+    parallel: str = "auto"  # auto | ddp | fsdp (scaling.parallelism)
     data: Path | None = None
     grid: str | None = None  # the sweep grid whose ctx, seed and [train] settings the run shares
     lr_law: Path | None = None  # None: the rule the law's sweep recorded; Path("default"): the default rule
