@@ -107,6 +107,8 @@ def report_numbers(launch: dict) -> dict:
         "device": f"{plan['gpus']} x {plan['device']}",
         "peak_flops_per_s": plan["peak_flops_per_s"],
         "planned_mfu": plan["mfu"],
+        # "measured here: ..." when the launch measured the run's shape (a CPU); else the assumption's source
+        "planned_mfu_source": plan.get("mfu_source", "assumed"),
         "planned_gpu_hours": plan["gpu_hours"],
         "measured_mfu": measured_mfu,
         "planner_per_trainer_flops": planner_per_trainer_flops,
@@ -224,9 +226,14 @@ def plot_loss_curve(launch: dict, nums: dict, ax) -> None:
     ax.legend(fontsize=8)
 
 
+def _mfu_word(nums: dict) -> str:
+    """How the plan's MFU was had: measured on the run's shape before training, or assumed."""
+    return "measured" if str(nums.get("planned_mfu_source", "")).startswith("measured") else "assumed"
+
+
 def plot_gpu_hours(nums: dict, ax) -> None:
-    """Planned GPU-hours (assumed MFU), re-planned with the measured MFU, and actual."""
-    bars = [("planned", nums["planned_gpu_hours"], f"MFU {nums['planned_mfu']:.2f} assumed")]
+    """Planned GPU-hours (at the plan's MFU), re-planned with the run's measured MFU, and actual."""
+    bars = [("planned", nums["planned_gpu_hours"], f"MFU {nums['planned_mfu']:.2f} {_mfu_word(nums)}")]
     if nums["replanned_gpu_hours"]:
         bars.append(("re-planned", nums["replanned_gpu_hours"], f"MFU {nums['fed_back_mfu']:.3f} fed back"))
     bars.append(("actual", nums["actual_gpu_hours"], "time in training steps"))
@@ -312,7 +319,7 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         f"fit's backtests) | {_interval(nums.get('prediction_interval'))} |",
         f"| inside the prediction interval | {_yes(nums.get('within_prediction_interval'))} |",
         f"| beyond the fitted runs (N, D, C multiples) | {_multiples(nums.get('extrapolation'))} |",
-        f"| planned GPU-hours (MFU {nums['planned_mfu']:.2f} assumed) | {nums['planned_gpu_hours']:.4g} |",
+        f"| planned GPU-hours (MFU {nums['planned_mfu']:.2f} {_mfu_word(nums)}) | {nums['planned_gpu_hours']:.4g} |",
         f"| re-planned with the measured throughput (MFU {_fmt(nums['fed_back_mfu'], '.3f')} as the planner "
         "counts) | "
         f"{_fmt(nums['replanned_gpu_hours'], '.4g')} |",

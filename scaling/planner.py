@@ -84,6 +84,7 @@ class PlanRequest:
     checkpoint_gb_per_s: float | None = None
     goodput: float | None = None
     measured_from: str | None = None
+    mfu_source: str | None = None  # where a given mfu comes from (launch: measured here), else "--mfu"
     inference_tokens: float | None = None
     target_loss: float | None = None
 
@@ -448,9 +449,15 @@ def _mfu_for(req: PlanRequest, measured: Measured | None, run: _Run) -> tuple[fl
     converted (the trainer counts matmul parameters + attention per token; the plan 6N with the law's N),
     so that the planned time is tokens x trainer FLOPs per token / the measured achieved rate."""
     if measured is None:
-        return _or_default(req.mfu, "--mfu", formulas.DEFAULT_MFU.value, formulas.DEFAULT_MFU.source)
-    planner_per_trainer = 6.0 * run.params / flops_per_token_with_attention(run.cfg)
-    return min(1.0, measured.trainer_mfu * planner_per_trainer), measured.source + " (in 6ND terms for this shape)"
+        return _or_default(req.mfu, req.mfu_source or "--mfu", formulas.DEFAULT_MFU.value,
+                           formulas.DEFAULT_MFU.source)
+    return plan_mfu(measured.trainer_mfu, run.params, run.cfg), measured.source + " (in 6ND terms for this shape)"
+
+
+def plan_mfu(trainer_mfu: float, params: float, cfg) -> float:
+    """A trainer's MFU (matmul parameters + attention per token, gptcore) in the planner's 6N terms for the
+    law's N, so that planned time = tokens x the trainer's FLOPs per token / the achieved rate."""
+    return min(1.0, trainer_mfu * 6.0 * params / flops_per_token_with_attention(cfg))
 
 
 def _time(req: PlanRequest, run: _Run, rate_per_gpu: float) -> TimePlan:

@@ -152,8 +152,13 @@ def test_loop_writes_report_with_finite_numbers(launched):
     # steady-state time: never more than the time actually spent in steps (which adds the slower first steps).
     assert report["fed_back_mfu"] == pytest.approx(report["measured_mfu"] * report["planner_per_trainer_flops"])
     assert 0.3 * report["actual_gpu_hours"] < report["replanned_gpu_hours"] <= 1.05 * report["actual_gpu_hours"]
+    # The plan's own MFU was measured on the final run's shape before training (a CPU), so the plan is of the
+    # right order before any feedback: a loaded CI machine keeps it from closer.
+    assert pred["plan"]["mfu_source"].startswith("measured here")
+    assert 0.3 * report["actual_gpu_hours"] < report["planned_gpu_hours"] < 3 * report["actual_gpu_hours"]
     md = (out / "report.md").read_text()
     assert "prediction interval" in md and "beyond the fitted runs (N, D, C multiples)" in md
+    assert "planned GPU-hours (MFU " in md and " measured) |" in md
     for png in ("extrapolation", "parity", "loss_curve", "gpu_hours"):
         assert (out / "plots" / f"{png}.png").stat().st_size > 10_000
         assert f"plots/{png}.png" in md
@@ -198,6 +203,20 @@ def test_costly_or_long_launch_needs_yes_without_a_terminal(quick, tmp_path, ext
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert reason in done.stderr and "pass --yes" in done.stderr
     assert not (out / "prediction.json").exists()
+
+
+def test_on_a_cpu_the_plan_measures_the_runs_own_shape_and_on_a_named_gpu_assumes(quick, tmp_path):
+    """A CPU's MFU depends on the matrix sizes, so a launch here measures a few steps of the final run's shape
+    (as `sweep --dry-run` does) rather than assume Llama 3's 0.40; on a named GPU the assumption stays."""
+    here = scaling(*launch_args(quick, tmp_path / "cpu", "8K", "--confirm-above-hours", "1e-9"), timeout=300)
+    (device,) = [line for line in here.stdout.splitlines() if line.strip().startswith("device ")]
+    assert "measured here: 6 training steps of this shape" in device, here.stdout
+    mfu = float(device.split("MFU ")[1].split()[0])
+    assert 0 < mfu < 1 and "assumed" not in device
+    named = scaling(*launch_args(quick, tmp_path / "gpu", "8K", "--gpu", "h100-sxm", "--price-per-gpu-hour", "1e9",
+                                 "--confirm-above", "1"), timeout=300)
+    (device,) = [line for line in named.stdout.splitlines() if line.strip().startswith("device ")]
+    assert "MFU 0.40 assumed: Llama 3" in device, named.stdout
 
 
 def test_a_long_run_of_unknown_cost_is_confirmed_too(monkeypatch):

@@ -163,6 +163,20 @@ def test_predict_prints_the_prediction_interval_apart_and_warns_only_far_out(fit
     assert "parameter interval" in text and "prediction interval" in text and "warning:" in text
 
 
+def test_far_out_without_an_interval_the_warning_says_so_not_too_narrow(fitted):
+    import dataclasses
+
+    from scaling.law import FittedLaw
+
+    law = FittedLaw.load(fitted[0])
+    far = law.prediction_interval(1e12, 2e13)
+    assert far.bounded and "may be too narrow" in predictive.extrapolation_warning(far, law.calibration)
+    unbounded = dataclasses.replace(far, low=None, high=None, reason="too few backtest errors")
+    warning = predictive.extrapolation_warning(unbounded, law.calibration)
+    assert "no prediction interval" in warning and "too narrow" not in warning
+    assert predictive.extrapolation_warning(law.prediction_interval(1e8, 2e9), law.calibration) is None
+
+
 @pytest.mark.parametrize("change", [
     lambda c: c.pop("growth_per_dex"),
     lambda c: c.update(score_high="wide"),

@@ -621,3 +621,40 @@ def test_a_sigterm_to_a_local_launch_exits_requeue_and_a_rerun_reports(quick, tm
     assert "resuming" in done.stdout and (out / "prediction.json").read_bytes() == prediction
     (run,) = out.glob("runs/*/")
     assert "preempted by SIGTERM" in (run / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_an_fsdp_torchrun_launch_checkpoints_every_rank_and_exits_requeue(quick, tmp_path):
+    """The signal reaches the launch (as SLURM's or a shell's would); it goes on to both FSDP ranks, which
+    agree on one step, each write their shard of it and exit; the launch exits 75 and a re-run resumes."""
+    import signal
+
+    from helpers import start_scaling, wait_for
+
+    from gptcore.preemption import EXIT_REQUEUE
+
+    out = tmp_path / "launch"
+    args = launch_args(quick, out, "--executor", "torchrun", "--gpus", "2", "--parallel", "fsdp", "--yes")
+    args[args.index("8K")] = "24K"  # enough steps to land the signal mid-run
+    proc = start_scaling(*args, log=tmp_path / "launch.log")
+    wait_for(lambda: any(len(m.read_text().splitlines()) >= 3 for m in out.glob("runs/*/metrics.jsonl")), 300,
+             "3 steps logged")
+    (metrics,) = out.glob("runs/*/metrics.jsonl")
+    seen = len(metrics.read_text().splitlines())
+    prediction = (out / "prediction.json").read_bytes()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=180) == EXIT_REQUEUE, (tmp_path / "launch.log").read_text()[-3000:]
+    run = metrics.parent
+    log = (out / "torchrun.log").read_text()  # the ranks' output
+    assert "preempted by SIGTERM" in log and not (run / "summary.json").exists()
+    stopped = len(metrics.read_text().splitlines())
+    assert stopped >= seen
+    done = scaling(*args, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "prediction.json").read_bytes() == prediction
+    log = (out / "torchrun.log").read_text()
+    assert f"at step {stopped}/" in log.split("preempted by SIGTERM")[1]  # resumed at the signalled step
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1))  # every step once: none lost since the signal
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["status"], summary["world_size"], summary["parallel"]) == ("completed", 2, "fsdp")

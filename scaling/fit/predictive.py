@@ -479,11 +479,14 @@ def extrapolation_warning(pi: PredictionInterval, calibration: Calibration) -> s
     w = pi.where
     where = (f"{w.params_multiple:.3g}x the largest fitted N, {w.tokens_multiple:.3g}x its D and "
              f"{w.flops_multiple:.3g}x its C")
-    if pi.beyond_backtests:
-        reach = 10**calibration.backtested_up_to_dex
-        return (f"the target is {where}, beyond the backtests' reach ({reach:.3g}x): the prediction interval "
-                "extrapolates the measured error growth and may be too narrow")
-    return None
+    if not pi.beyond_backtests:
+        return None
+    reach = 10**calibration.backtested_up_to_dex
+    if not pi.bounded:  # nothing to call too narrow: say what the missing interval leaves the user with
+        return (f"the target is {where}, beyond the backtests' reach ({reach:.3g}x), and there is no prediction "
+                "interval: the point prediction's error there is unmeasured")
+    return (f"the target is {where}, beyond the backtests' reach ({reach:.3g}x): the prediction interval "
+            "extrapolates the measured error growth and may be too narrow")
 
 
 def prediction_lines(interval: list | None, level: float | None, reason: str, extrapolation: dict | None,

@@ -69,6 +69,32 @@ def run_slurm(out: Path, spec: RunSpec, partition: str | None, timeout_min: floa
         bar.close()
 
 
+def _wait_forwarding(proc: subprocess.Popen, preemption) -> int:
+    """Wait for torchrun; a preemption signal caught meanwhile is sent on to its ranks, not to torchrun
+    itself, whose agent would SIGKILL them 30 s later, perhaps in the middle of their checkpoint."""
+    forwarded = False
+    while True:
+        try:
+            return proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            if preemption.asked and not forwarded:
+                forwarded = True
+                for pid in _children(proc.pid):
+                    try:
+                        os.kill(pid, preemption.signum)
+                    except ProcessLookupError:
+                        pass  # a rank that has just exited
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc; none elsewhere)."""
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
 def torchrun_command(out: Path, nodes: int, tasks_per_node: int, endpoint: str | None,
                      threads: int | None) -> list[str]:
     """torchrun of the launch's ranks: `--standalone` on one node, else a c10d rendezvous at `endpoint`
@@ -79,15 +105,17 @@ def torchrun_command(out: Path, nodes: int, tasks_per_node: int, endpoint: str |
             "-m", RANK_MODULE, str(out), "--threads", str(threads or 0)]
 
 
-def run_torchrun(out: Path, spec: RunSpec, nodes: int, tasks_per_node: int, endpoint: str | None) -> None:
+def run_torchrun(out: Path, spec: RunSpec, nodes: int, tasks_per_node: int, endpoint: str | None) -> bool:
     """torchrun with nodes x tasks_per_node processes (NCCL on GPUs, gloo on CPU), each running
     `python -m scaling.launch.rank OUT`. With nodes > 1 this is the first node's agent: it prints the
     command each other node runs (the launch directory must be on a filesystem every node shares).
 
     This process holds the run's claim in the store and records the outcome from the trainer's summary.
     torchrun dies with this process (PR_SET_PDEATHSIG), and each rank with torchrun, so a killed launch
-    leaves nothing training behind.
+    leaves nothing training behind. A preemption signal to this process goes to this node's ranks, which
+    agree on a step, checkpoint it and exit: True then (re-running the launch resumes the run).
     """
+    from gptcore.preemption import Preemption
     from sweeps.store import Store, local_owner
     from sweeps.worker import die_with_parent
 
@@ -98,7 +126,7 @@ def run_torchrun(out: Path, spec: RunSpec, nodes: int, tasks_per_node: int, endp
     try:
         claimed = store.claim(owner, spec.run_id)
         if claimed is None:
-            return  # finished already (or another live launch holds it)
+            return False  # finished already (or another live launch holds it)
         cmd = torchrun_command(out, nodes, tasks_per_node, endpoint, threads)
         if nodes > 1:
             other = " ".join(shlex.quote(c) for c in cmd[3:])  # after python -m torch.distributed.run
@@ -106,10 +134,13 @@ def run_torchrun(out: Path, spec: RunSpec, nodes: int, tasks_per_node: int, endp
                   flush=True)
         parent = os.getpid()
         log = out / "torchrun.log"  # not in the run folder: the trainer wants it empty until it starts
-        with open(log, "ab") as f:
-            code = subprocess.call(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   preexec_fn=lambda: die_with_parent(parent))
+        with open(log, "ab") as f, Preemption() as preemption:
+            proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    preexec_fn=lambda: die_with_parent(parent))
+            code = _wait_forwarding(proc, preemption)
         summary_path = run_dir(out, spec.run_id) / "summary.json"
+        if preemption.asked and not summary_path.is_file():
+            return True  # the ranks checkpointed one step; the claim dies with this process, a re-run resumes
         if code == 0 and summary_path.is_file():
             summary = json.loads(summary_path.read_text())
             reason = f"loss not finite at step {summary.get('diverged_step')}" \

@@ -81,7 +81,11 @@ def prepare_launch(req: LaunchRequest) -> tuple[Prediction, RunSpec, Path, bool,
                         "processes; use a power of two")
     cfg = GPTConfig.from_dict(spec.model)
     n, d = sizing.law_params(law, cfg), sizing.trained_tokens(spec)
-    planned = make_plan(req, n, d, cfg, spec=spec)
+    if stored is not None and stored.plan.get("mfu") is not None:  # as registered: not measured again
+        planned = make_plan(req, n, d, cfg, stored.plan["mfu"], spec,
+                            mfu_source=stored.plan.get("mfu_source", "as registered"))
+    else:
+        planned = make_plan(req, n, d, cfg, spec=spec, data=str(data))
     choice = parallel_choice(req, planned)
     sizes = {"law_params": n, "tokens": d, "requested_params": n_req, "requested_tokens": d_req}
     registered = stored or prediction.new_prediction(law, req.law, record, spec, sizes, data, planned, training)
@@ -125,8 +129,8 @@ def launch(req: LaunchRequest) -> dict | None:
             return None
     elif req.executor == "slurm":
         executors.run_slurm(out, spec, req.partition, req.timeout_min, req.nodes, req.tasks_per_node, req.progress)
-    else:
-        executors.run_torchrun(out, spec, req.nodes, req.tasks_per_node, req.rdzv_endpoint)
+    elif executors.run_torchrun(out, spec, req.nodes, req.tasks_per_node, req.rdzv_endpoint):
+        return None
     summary_path = run_dir(out, spec.run_id) / "summary.json"
     store = Store(out)
     rows = store.rows()

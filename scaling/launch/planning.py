@@ -29,7 +29,8 @@ class LaunchPlan:
     def to_json(self) -> dict:
         """The figures prediction.json keeps under "plan"."""
         figures = self.plan.to_json()
-        return {"flops": figures["flops"], "device": self.device, **{k: figures[k] for k in RECORDED}}
+        return {"flops": figures["flops"], "device": self.device, **{k: figures[k] for k in RECORDED},
+                "mfu_source": self.plan.assumptions.mfu}
 
 
 def cpu_device(precision: str | None = None) -> tuple[str, float]:
@@ -80,10 +81,25 @@ def schedule_of(spec: RunSpec) -> dict:
             "checkpoint_every": train["checkpoint_every"], "grad_accum": train["grad_accum"]}
 
 
+def measured_mfu(spec: RunSpec, data: str, threads: int, peak: float, params: float,
+                 cfg: GPTConfig) -> tuple[float, str]:
+    """(MFU in the planner's terms, its source) of the run's own shape, from a few real training steps on
+    this machine (sweeps.duration, as `sweep --dry-run` measures): a CPU's MFU depends on the matrix sizes
+    (here 0.05 to 0.17 between the tiny grid's smallest model and its final run), so no default holds."""
+    from scaling.planner import plan_mfu
+    from sweeps.duration import MEASURE_STEPS, measure_flops_per_s
+
+    rate, _ = measure_flops_per_s(spec, data, threads)
+    return plan_mfu(rate / peak, params, cfg), f"measured here: {MEASURE_STEPS} training steps of this shape"
+
+
 def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTConfig,
-              mfu: float | None = None, spec: RunSpec | None = None) -> LaunchPlan:
+              mfu: float | None = None, spec: RunSpec | None = None, data: str | None = None,
+              mfu_source: str | None = None) -> LaunchPlan:
     """The planner's figures for the run (FLOPs, GPU-hours, cost, CO2) on the planned device: the model
-    exactly as it will be built, and, given its spec, its batch and evaluation and checkpoint schedule."""
+    exactly as it will be built, and, given its spec, its batch and evaluation and checkpoint schedule.
+
+    On a CPU (or MPS) without a given `mfu`, the MFU is measured on the run's shape when `data` is given."""
     from scaling.planner import PlanRequest, plan
     from scaling.planner_shape import ShapeFlags
 
@@ -91,12 +107,15 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
     if req.gpu is not None:
         name, device_args = req.gpu, {"gpu": req.gpu}
     else:
-        name, precision, peak = training_device(run_threads(req.executor, req.tasks_per_node))
+        threads = run_threads(req.executor, req.tasks_per_node)
+        name, precision, peak = training_device(threads)
         device_args = {"precision": precision}
         if name in ("cpu", "mps") or peak is None:
             if peak is None:
                 raise UserError(f"--gpu: the peak of {name} is unknown here; name the device with --gpu")
             device_args |= {"peak_tflops": peak / 1e12, "device_name": f"{name} (measured peak)"}
+            if mfu is None and spec is not None and data is not None:
+                mfu, mfu_source = measured_mfu(spec, data, threads, peak, law_params_n, cfg)
         else:
             device_args["gpu"] = name
     shape = ShapeFlags(n_layer=cfg.n_layer, d_model=cfg.d_model, n_head=cfg.n_head, vocab_size=cfg.vocab_size,
@@ -104,7 +123,7 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
     schedule = {}
     if spec is not None:  # the spec's batch is split over the processes (torchrun) or run whole (local)
         schedule = {"micro_batch": max(1, spec.batch_size // gpus), **schedule_of(spec)}
-    request = PlanRequest(params=None, tokens=tokens, law=str(req.law), gpus=gpus, mfu=mfu,
+    request = PlanRequest(params=None, tokens=tokens, law=str(req.law), gpus=gpus, mfu=mfu, mfu_source=mfu_source,
                           price_per_gpu_hour=req.price_per_gpu_hour, shape=shape, **schedule, **device_args)
     result = plan(request)
     if abs(result.params - law_params_n) > 0.5:  # the shape is the run's: its N is the law's N for it
@@ -174,13 +193,18 @@ def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: Prediction) -> li
         *_head_lines(spec, prediction),
         f"  FLOPs (6ND)        {result.flops:.3e}",
         f"  device             {result.gpus} x {planned.device} ({result.precision}, "
-        f"peak {result.peak_flops_per_s / 1e12:.3g} TFLOP/s, MFU {result.mfu:.2f} assumed)",
+        f"peak {result.peak_flops_per_s / 1e12:.3g} TFLOP/s, MFU {result.mfu:.2f} {_mfu_how(result)})",
         f"  GPU-hours          {result.gpu_hours:.4g} (wall clock {format_duration(result.wall_clock_hours * 3600)})",
         f"  cost               {cost}",
         f"  CO2e               {co2}",
         f"  predicted loss     {prediction.predicted_loss:.4f}, {interval} (parameters)",
         *_prediction_lines(prediction),
     ]
+
+
+def _mfu_how(result: Plan) -> str:
+    source = result.assumptions.mfu
+    return source if source.startswith("measured") else f"assumed: {source}"
 
 
 def _prediction_lines(prediction: Prediction) -> list[str]:

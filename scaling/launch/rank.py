@@ -37,13 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args(argv)
     die_with_parent(os.getppid())  # torchrun's agent: a killed launch takes its ranks with it
+    from gptcore.preemption import EXIT_REQUEUE
     from gptcore.train import close_distributed, train
 
     try:
-        train(rank_train_config(args.out, args.threads or None))
+        summary = train(rank_train_config(args.out, args.threads or None))
     finally:
         close_distributed()
-    return 0
+    return EXIT_REQUEUE if summary.status == "preempted" else 0
 
 
 if __name__ == "__main__":
