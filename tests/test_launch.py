@@ -133,16 +133,16 @@ def test_loop_writes_report_with_finite_numbers(launched):
     assert lo <= report["predicted_loss"] <= hi
     assert report["within_interval"] == (lo <= report["actual_loss"] <= hi)
     # The prediction interval (from the law's backtests) and the multiples beyond the fitted runs travel
-    # from prediction.json into the report; the tiny grid's 12 runs give too few backtest errors for a 95%
-    # interval: unbounded, said.
+    # from prediction.json into the report; the tiny grid's 12 runs give too few backtest errors for 95%
+    # conformal quantiles: Student-t ones, said with the prediction.
     pred = json.loads((out / "prediction.json").read_text())
     assert pred["extrapolation"]["params_multiple"] > 1 and report["extrapolation"] == pred["extrapolation"]
     assert report["prediction_interval"] == pred["prediction_interval"]
-    if pred["prediction_interval"] is None:
-        assert "unbounded" in pred["prediction"]["reason"] and report["within_prediction_interval"] is None
-    else:
-        plo, phi = pred["prediction_interval"]
-        assert report["within_prediction_interval"] == (plo <= report["actual_loss"] <= phi)
+    plo, phi = pred["prediction_interval"]
+    assert plo < report["predicted_loss"] < phi
+    assert report["within_prediction_interval"] == (plo <= report["actual_loss"] <= phi)
+    assert pred["prediction"]["quantiles"].startswith("Student-t")
+    assert any("quantiles are Student-t" in w for w in pred["warnings"])
     assert report["relative_error"] == pytest.approx(
         (report["predicted_loss"] - report["actual_loss"]) / report["actual_loss"])
     # The demo's sweep and launch both name the tuned LR law: the final run is trained like the fitted runs.

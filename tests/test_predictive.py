@@ -67,12 +67,35 @@ def test_synthetic_truth_coverage():
     assert 0.8 <= np.mean(params_inside) <= 1.0
 
 
+def test_small_sweeps_get_student_t_intervals_that_cover_and_say_so():
+    """A dozen or so runs give fewer backtest errors than the 39 a 95% conformal rank needs: the interval's
+    quantiles are then Student-t ones, and over draws of 12- and 16-run sweeps (fit below the 70th
+    percentile of compute, predict above) 85-99% of the held-out larger runs fall inside."""
+    inside = []
+    for sizes, ratios in ((4, 3), (4, 4)):
+        for seed in range(8):
+            table = grid_table(seed, sizes=sizes, ratios=ratios)
+            below = table.flops <= np.quantile(table.flops, 0.7)
+            train, test = table.subset(below), table.subset(~below)
+            fit = fit_runs(train, "chinchilla", bootstrap=20, seed=seed, options={"keep": 10})
+            cal, _ = predictive.calibrate_fit(train, fit.law, n_boot=10, seed=seed, fit_point=warm_point(fit.law))
+            assert cal.n_scores < predictive.conformal_minimum(0.95) == 39
+            assert cal.quantiles.startswith("Student-t") and "too few" in cal.quantiles
+            boot_sd = predictive.log_spread(fit.bootstrap_losses(test.params, test.tokens))
+            for j in range(len(test)):
+                pi = cal.interval(float(fit.law.loss(test.params[j], test.tokens[j])), test.params[j],
+                                  test.tokens[j], float(boot_sd[j]))
+                assert pi.bounded and predictive.quantile_note(pi, cal).startswith("the prediction interval's")
+                inside.append(pi.low <= test.loss[j] <= pi.high)
+    assert len(inside) >= 70 and 0.85 <= np.mean(inside) <= 0.99, np.mean(inside)
+
+
 def test_few_runs_give_an_unbounded_interval_said_as_such():
-    table = grid_table(0, sizes=2, ratios=4)  # 8 runs: no fold leaves enough to refit
+    table = grid_table(0, sizes=2, ratios=3)  # 6 runs: one fold leaves enough to refit, MIN_FOLDS = 2
     law = warm_point(TRUE)(table)
     cal, bt = predictive.calibrate_fit(table, law, n_boot=0, fit_point=warm_point(TRUE))
     pi = cal.interval(3.0, 2e9, 4e10, 0.01)
-    assert not pi.bounded and pi.low is None and "unbounded" in pi.reason
+    assert not pi.bounded and pi.low is None and "unbounded: 1 backtest fold(s), 2 needed" in pi.reason
     assert pi.to_json()["interval"] is None
 
 
