@@ -50,8 +50,8 @@ def demo(prepared_data, tmp_path_factory) -> dict:
     done = scaling("demo", "--grid", str(grid), "--data", str(prepared_data), "--out", str(out), timeout=900,
                    python_flags=("-W", "error::RuntimeWarning"))  # numpy, pandas and scipy must not be left to warn
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"root": root, "out": out, "stdout": done.stdout, "grid": str(grid), "data": str(prepared_data),
-            "law": str(out / "law.json")}
+    return {"root": root, "out": out, "stdout": done.stdout, "stderr": done.stderr, "grid": str(grid),
+            "data": str(prepared_data), "law": str(out / "law.json")}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,34 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
 
 
 @pytest.mark.slow
+def test_the_demos_sweep_is_the_tiny_grid_end_to_end_and_a_rerun_trains_nothing(demo):
+    """The bundled tiny grid through the local executor, as the demo's sweep step ran it (this was its own
+    46 s test, sweeping the same grid again)."""
+    from helpers import rows, table
+
+    text, out = demo["stdout"], demo["out"] / "sweep"
+    assert "sweep grid: 12 runs (12 new" in text and "FLOPs in all" in text
+    assert "estimate: ~" in text and "GFLOP/s" in text  # measured before the plan
+    assert "12/12" in demo["stderr"]  # the progress bar over runs
+    result = table(out)
+    assert len(result) == 12 and {r["status"] for r in result} == {"completed"}
+    losses = {r["run_id"]: float(r["loss"]) for r in result}
+    assert all(math.isfinite(v) and 0 < v < math.log(32779) + 1 for v in losses.values())
+    for size in {r["run_id"].rsplit("-D", 1)[0] for r in result}:  # more tokens, lower loss, every size
+        assert losses[f"{size}-D64K"] < losses[f"{size}-D16K"]
+    run_dir = out / "runs" / result[0]["run_id"]
+    for name in ("config.json", "metrics.jsonl", "summary.json", "provenance.json", "ckpt.dropped.json"):
+        assert (run_dir / name).is_file(), name
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["config_hash"] == result[0]["config_hash"] and prov["torch_version"] and prov["device"] == "cpu"
+    assert set(prov) >= {"git_sha", "git_dirty", "data_hash"}
+    (printed,) = [line[2:] for line in text.splitlines() if line.startswith("$ scaling sweep ")]
+    again = scaling(*shlex.split(printed)[1:], "--no-estimate", timeout=300)
+    assert again.returncode == 0 and "(0 new, 12 finished" in again.stdout, again.stderr[-2000:]
+    assert all(r["attempts"] == 1 and r["completions"] == 1 for r in rows(out).values())
+
+
+@pytest.mark.slow
 def test_a_law_finds_the_grid_its_sweep_ran_even_one_from_a_file(demo, tmp_path):
     """Launch without --grid trains as the sweep's runs were: the sweep directory records its whole grid."""
     from scaling.launch.sizing import sweep_grid
@@ -139,7 +167,7 @@ def test_loop_writes_report_with_finite_numbers(launched):
     assert pred["extrapolation"]["params_multiple"] > 1 and report["extrapolation"] == pred["extrapolation"]
     assert report["prediction_interval"] == pred["prediction_interval"]
     plo, phi = pred["prediction_interval"]
-    assert plo < report["predicted_loss"] < phi
+    assert plo < pred["prediction"]["bias_corrected_loss"] < phi  # shifted by the backtests' drift, not the point
     assert report["within_prediction_interval"] == (plo <= report["actual_loss"] <= phi)
     assert pred["prediction"]["quantiles"].startswith("Student-t")
     assert any("quantiles are Student-t" in w for w in pred["warnings"])
