@@ -196,6 +196,9 @@ def test_loop_writes_report_with_finite_numbers(launched):
                   "prediction interval", "beyond the fitted runs:"):
         assert words in text
     assert text.index("prediction registered") < text.index("relative error")
+    (verdict,) = [line for line in text.splitlines() if line.startswith("predicted final loss ")]
+    assert "the parameter interval [" in verdict and "the prediction interval [" in verdict, verdict
+    assert ("inside the prediction interval" in verdict) == report["within_prediction_interval"]
 
 
 @pytest.mark.slow

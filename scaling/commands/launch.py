@@ -135,13 +135,17 @@ def layout(args) -> dict:
 
 
 def summary_line(report: dict) -> str:
-    """One line: predicted against actual final loss; a run without a final loss (diverged) says why."""
-    lo_hi = report["predicted_interval"]
-    interval = "" if lo_hi is None else f" the interval {format_interval(*lo_hi, '.4f')}"
+    """One line: predicted against actual final loss, and whether it fell inside the parameter and the
+    prediction interval; a run without a final loss (diverged) says why."""
+    named = [(name, report.get(key), report.get(within)) for name, key, within in (
+        ("parameter interval", "predicted_interval", "within_interval"),
+        ("prediction interval", "prediction_interval", "within_prediction_interval")) if report.get(key)]
     predicted = f"predicted final loss {report['predicted_loss']:.4f}"
     if report["actual_loss"] is None:
-        return f"{predicted}, actual none (the run {report['status']}; no final loss to compare){interval and ';'}" \
-            f"{interval}"
-    within = "" if lo_hi is None else (" (inside" if report["within_interval"] else " (outside") + f"{interval})"
+        intervals = "; ".join(f"the {name} {format_interval(*lo_hi, '.4f')}" for name, lo_hi, _ in named)
+        return f"{predicted}, actual none (the run {report['status']}; no final loss to compare)" + \
+            (f"; {intervals}" if intervals else "")
+    where = ", ".join(f"{'inside' if inside else 'outside'} the {name} {format_interval(*lo_hi, '.4f')}"
+                      for name, lo_hi, inside in named)
     return (f"{predicted}, actual {report['actual_loss']:.4f}: "
-            f"relative error {100 * report['relative_error']:+.2f}%{within}")
+            f"relative error {100 * report['relative_error']:+.2f}%" + (f" ({where})" if where else ""))
