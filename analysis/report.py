@@ -161,6 +161,16 @@ def _final_point(ax, x: float, y: float, yerr: list[float] | None, label: str) -
                 zorder=6, label=label)
 
 
+def _prediction_bar(ax, x: float, nums: dict) -> None:
+    """The prediction interval at x, a wide pale bar behind the final point's parameter interval (none when
+    the law has no calibration or the interval is unbounded: the report's table says which)."""
+    pi = nums.get("prediction_interval")
+    if not pi or any(v is None or not math.isfinite(v) for v in pi):
+        return
+    ax.vlines([x], pi[0], pi[1], color=FINAL_COLOR, lw=9, alpha=0.25, zorder=4,
+              label=f"{100 * nums['ci_level']:.0f}% prediction interval {format_interval(*pi, '.3f')}")
+
+
 def plot_extrapolation(launch: dict, nums: dict, table, ax) -> None:
     """Sweep points, the law's iso-N curves and frontier (analysis.plots), extended to the final run."""
     from analysis.plots import plot_loss_vs_compute
@@ -175,7 +185,9 @@ def plot_extrapolation(launch: dict, nums: dict, table, ax) -> None:
     c_n = np.geomspace(table.flops.min() / 2, c_final * 2, 200)
     ax.plot(c_n, law.law.loss(n, c_n / (6 * n)), color=FINAL_COLOR, lw=1.2, ls="--",
             label=f"law at the final run's N = {n:.3g}")
-    _final_point(ax, c_final, nums["predicted_loss"], nums["predicted_interval"], "final run: predicted")
+    _prediction_bar(ax, c_final, nums)
+    _final_point(ax, c_final, nums["predicted_loss"], nums["predicted_interval"],
+                 "final run: predicted (bar: parameter interval)")
     if nums["actual_loss"] is not None:
         ax.scatter([c_final], [nums["actual_loss"]], marker="o", s=70, facecolor="none", edgecolor="k", lw=1.5,
                    zorder=7, label="final run: actual")
@@ -191,8 +203,9 @@ def plot_parity_with_final(launch: dict, nums: dict, table, ax) -> None:
 
     plot_parity(launch["law"], table, ax)
     if nums["actual_loss"] is not None:
+        _prediction_bar(ax, nums["actual_loss"], nums)
         _final_point(ax, nums["actual_loss"], nums["predicted_loss"], nums["predicted_interval"],
-                     f"final run (relative error {100 * nums['relative_error']:+.2f}%)")
+                     f"final run (relative error {100 * nums['relative_error']:+.2f}%; bar: parameter interval)")
         lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
         hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
         ax.set(xlim=(lo, hi), ylim=(lo, hi))  # plot_parity's y = x line is unbounded: it spans these too

@@ -152,7 +152,7 @@ def test_the_launch_report_plots_read(fitted):
     nums = {"run_id": "final", "planned_flops": 6 * 24e6 * 1.2e8, "params": 24e6, "predicted_loss": 2.9,
             "predicted_interval": [2.85, math.inf], "ci_level": 0.95, "actual_loss": 2.93, "relative_error": -0.01,
             "planned_gpu_hours": 0.0175, "planned_mfu": 0.4, "replanned_gpu_hours": 0.0089, "fed_back_mfu": 0.79,
-            "actual_gpu_hours": 0.0089, "device": "1 x cpu (measured peak)"}
+            "actual_gpu_hours": 0.0089, "device": "1 x cpu (measured peak)", "prediction_interval": [2.7, 3.1]}
     metrics = [{"tokens": 1000 * i, "train_loss": 9 - i / 20, **({"val_loss": 9 - i / 20} if i % 10 == 0 else {})}
                for i in range(1, 61)]
     launch = {"law": law, "metrics": metrics}
@@ -160,5 +160,9 @@ def test_the_launch_report_plots_read(fitted):
                  lambda ax: report.plot_parity_with_final(launch, nums, table, ax),
                  lambda ax: report.plot_loss_curve(launch, nums, ax)):
         check_readable(drawn(draw))
+    for draw in (lambda ax: report.plot_extrapolation(launch, nums, table, ax),
+                 lambda ax: report.plot_parity_with_final(launch, nums, table, ax)):
+        legend = [t.get_text() for t in drawn(draw).get_legend().get_texts()]
+        assert "95% prediction interval [2.700, 3.100]" in legend, legend
     ax = drawn(lambda ax: report.plot_gpu_hours(nums, ax))
     assert ax.get_ylabel() == "CPU-hours (h)" and "GPU" not in ax.get_title()
