@@ -6,21 +6,25 @@
 
 Fits the Chinchilla law (Approach 3, with bootstrap) on every completed run but a held-out set, then predicts
 each held-out run's final validation loss: relative error (predicted - actual) / actual and whether the actual
-loss falls in the bootstrap interval. Three held-out sets, each an extrapolation: the largest compute budget
-(the issue's check), the largest token budget (every size), and the largest size (every budget). The goal is
-within 2% (the best public pre-registered predictions). --repeats names sweeps of held-out runs trained again
-with other seeds: their spread is the noise floor no law can beat. The last line of stdout is one JSON object.
+loss falls in the bootstrap (parameter) interval and in the prediction interval calibrated by backtests on the
+fitted runs alone (scaling.fit.predictive, as `scaling fit --out` stores it). Three held-out sets, each an
+extrapolation: the largest compute budget (the issue's check), the largest token budget (every size), and the
+largest size (every budget). The goal is within 2% (the best public pre-registered predictions). --repeats
+names sweeps of held-out runs trained again with other seeds: their spread is the noise floor no law can beat.
+The last line of stdout is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
 from scaling.cli import main as scaling
+from scaling.fit import predictive
 from scaling.fit.data import RunTable, load_runs
 from scaling.fit.estimators import budget_groups
 from scaling.fit.fitting import fit_runs, law_for_file
@@ -36,20 +40,25 @@ def held_out_sets(table: RunTable) -> dict[str, np.ndarray]:
 
 def holdout(table: RunTable, held: np.ndarray, bootstrap: int, seed: int) -> dict:
     """Fit on the runs not held; predict the held-out runs with intervals."""
-    result = fit_runs(table.subset(~held), "chinchilla", bootstrap=bootstrap, seed=seed)
-    law = law_for_file(result)
+    train = table.subset(~held)
+    result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed)
+    cal, _ = predictive.calibrate_fit(train, result.law, seed=seed)  # on the fit's runs only, as `fit --out`
+    law = dataclasses.replace(law_for_file(result), calibration=cal)
     rows = []
     for i in np.flatnonzero(held):
         point, interval = law.predict_loss(float(table.params[i]), float(table.tokens[i]))
+        pi = law.prediction_interval(float(table.params[i]), float(table.tokens[i]))
         actual = float(table.loss[i])
         rows.append({"run_id": str(table.run_id[i]), "params": float(table.params[i]),
                      "tokens": float(table.tokens[i]), "flops": float(table.flops[i]), "actual_loss": actual,
                      "predicted_loss": point, "predicted_interval": interval,
                      "relative_error": (point - actual) / actual,
-                     "within_interval": None if interval is None else bool(interval[0] <= actual <= interval[1])})
+                     "within_interval": None if interval is None else bool(interval[0] <= actual <= interval[1]),
+                     "prediction_interval": [pi.low, pi.high] if pi.bounded else None,
+                     "within_prediction_interval": bool(pi.low <= actual <= pi.high) if pi.bounded else None})
     errors = np.array([abs(r["relative_error"]) for r in rows])
     return {"n_fit": int((~held).sum()), "n_held_out": len(rows), "law": result.law.to_dict(),
-            "warnings": result.warnings, "held_out": rows,
+            "warnings": result.warnings, "held_out": rows, "prediction_quantiles": cal.quantiles,
             "mean_abs_relative_error": float(errors.mean()), "max_abs_relative_error": float(errors.max())}
 
 
@@ -89,10 +98,12 @@ def main() -> None:
         print(f"hold out the {name}: fitted on {check['n_fit']} runs (E {law['E']:.3g}, A {law['A']:.3g}, "
               f"B {law['B']:.3g}, alpha {law['alpha']:.3f}, beta {law['beta']:.3f}), predicted {check['n_held_out']}")
         for r in check["held_out"]:
-            lo_hi = r["predicted_interval"]
+            lo_hi, pi = r["predicted_interval"], r["prediction_interval"]
             print(f"  {r['run_id']:<16} actual {r['actual_loss']:.4f}  predicted {r['predicted_loss']:.4f}"
                   + (f" [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
-                  + f"  error {100 * r['relative_error']:+.2f}%" + ("" if r["within_interval"] else "  (outside)"))
+                  + f"  error {100 * r['relative_error']:+.2f}%" + ("" if r["within_interval"] else "  (outside)")
+                  + (f"  prediction interval [{pi[0]:.4f}, {pi[1]:.4f}]"
+                     + ("" if r["within_prediction_interval"] else " (outside)") if pi else "  no prediction interval"))
         print(f"  mean |relative error| {100 * check['mean_abs_relative_error']:.2f}% (goal: within 2%)")
     if args.repeats:
         out["seeds"] = seed_spread(table, args.repeats, args.param_convention)

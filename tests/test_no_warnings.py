@@ -4,6 +4,7 @@ whose bootstrap refits run off to scales beyond float range and whose frontier i
 
 from __future__ import annotations
 
+import pytest
 from helpers import scaling
 
 # A sweep of the test grid as the demo ran it (6 runs, 3 sizes x 2 budgets): its fit is degenerate.
@@ -53,3 +54,20 @@ def test_an_infinite_or_refused_replicate_is_an_unbounded_or_missing_bound():
     assert math.isnan(lo[1]) and math.isnan(hi[1])
     assert math.isfinite(lo[2]) and hi[2] == math.inf
     assert [lo[3], hi[3]] == percentile_interval(samples[:, 3], 0.9)  # finite columns as numpy computes them
+
+
+def test_a_scale_that_underflowed_to_zero_starts_a_refit_without_warning():
+    """A degenerate fit's E can underflow to 0 (the small grid's median split gave one): the backtests' and
+    the bootstrap's warm starts take it back to log scale, finite and silent."""
+    import warnings
+
+    import numpy as np
+
+    from scaling.fit import chinchilla
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        theta = chinchilla.params_to_theta(0.0, 406.4, 410.7, 0.34, 0.28)
+    assert np.isfinite(theta).all() and theta[2] < -700
+    E, A, B, alpha, beta = chinchilla.theta_to_params(theta)[0]
+    assert E < 1e-300 and A == pytest.approx(406.4) and (alpha, beta) == (0.34, 0.28)

@@ -51,7 +51,10 @@ def theta_to_params(theta: np.ndarray) -> np.ndarray:
 
 
 def params_to_theta(E: float, A: float, B: float, alpha: float, beta: float) -> np.ndarray:
-    return np.array([np.log(A), np.log(B), np.log(E), alpha, beta])
+    """Log-scale parameters. A scale that underflowed to 0 (a fit whose log E ran below -745) starts from the
+    smallest positive float instead of log(0): the same loss, a finite start, and no divide-by-zero warning."""
+    scales = np.maximum(np.array([A, B, E], float), np.finfo(float).tiny)
+    return np.array([*np.log(scales), alpha, beta])
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
