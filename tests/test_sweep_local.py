@@ -11,7 +11,7 @@ import os
 import signal
 
 import pytest
-from helpers import pid_alive, rows, scaling, start_scaling, table, wait_for
+from helpers import cli_env, pid_alive, rows, scaling, start_scaling, table, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -87,9 +87,14 @@ def test_a_diverging_run_is_recorded_with_its_reason_and_left_out_of_fits(prepar
     grid = tmp_path / "grid.toml"
     grid.write_text('ctx = 64\nparams = ["12K"]\ntokens = ["4K"]\n[train]\nlr = 1e8\ngrad_clip = 0.0\nbatch_size = 8\n')
     out = tmp_path / "sweep"
+    every_line = cli_env(SCALING_PROGRESS_EVERY_S="0")  # a plain progress line at every change
     run = scaling("sweep", "--grid", str(grid), "--data", str(prepared_data), "--out", str(out),
-                  "--executor", "local", "--no-estimate")
+                  "--executor", "local", "--no-estimate", env=every_line)
     assert run.returncode == 0, run.stderr[-2000:]  # diverging is a result, not a failure of the sweep
+    assert "1/1 run" in run.stderr, run.stderr
+    quiet = scaling("sweep", "--grid", str(grid), "--data", str(prepared_data), "--out", str(tmp_path / "quiet"),
+                    "--executor", "local", "--no-estimate", "--no-progress", env=every_line)
+    assert quiet.returncode == 0 and " run (" not in quiet.stderr, quiet.stderr  # --no-progress: none
     (row,) = table(out)
     assert row["status"] == "diverged" and row["reason"].startswith("loss not finite at step") and row["loss"] == ""
 

@@ -62,6 +62,7 @@ def register(subparsers) -> None:
         help="LR law from `scaling tune` (default: runs/tune/lr_law.json if it exists, else Kaplan et al.'s rule)",
     )
     p.add_argument("--no-estimate", action="store_true", help="skip the throughput measurement before the plan")
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr (as train, tune, launch)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (and its measured estimate), run nothing")
     add_run_output_arguments(p)
     p.set_defaults(func=run)
@@ -138,6 +139,7 @@ def run(args) -> int:
         cpus_per_run=args.cpus_per_run,
         lr_law=args.lr_law,
         estimate=not args.no_estimate,
+        progress=not args.no_progress,
         dry_run=args.dry_run,
         keep_checkpoints=args.keep_checkpoints,
         loggers=loggers_from_args(args),
