@@ -10,4 +10,5 @@ if [ "${1:-}" = "--fast" ]; then
 fi
 bash scripts/setup.sh
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest -q "${lane[@]}" "$@"
+# --durations: CI's log names the slowest tests, so the suite's time can be kept in hand.
+exec .venv/bin/python -m pytest -q --durations=25 "${lane[@]}" "$@"
