@@ -3,14 +3,19 @@
     python benchmarks/interval_coverage.py                          # Epoch's 240 Chinchilla points
     python benchmarks/interval_coverage.py --csv demo=runs/demo/sweep.csv --csv small=runs/sweep-small
     python benchmarks/interval_coverage.py --bootstrap 200 --fold-bootstrap 30 --seed 0
+    python benchmarks/interval_coverage.py --split 0.4 --split 0.5 --split 0.6 --split 0.7
+    python benchmarks/interval_coverage.py --no-epoch --csv rpj=published_runs.csv  # with a held_out column
 
-Each dataset is split at its median compute: the Chinchilla law is fitted (Approach 3, bootstrap) on the runs
-below, its prediction intervals are calibrated by backtests on those runs only (`scaling.fit.predictive`),
+Each dataset is split at its median compute (or at each `--split Q` quantile of compute): the Chinchilla law
+is fitted (Approach 3, bootstrap) on the runs below, its prediction intervals are calibrated by backtests on
+those runs only (`scaling.fit.predictive`),
 and every run above is predicted. Reported per dataset: the share of held-out runs inside the 95% prediction
 interval (target: at least 80% on Epoch's split), its median width as % of the loss, the mean absolute and
 mean signed error (predicted - actual) / actual, and for comparison the share inside the bootstrap
 (parameter) interval, which is what `scaling predict` printed before. `--csv NAME=PATH` adds a run CSV or a
-sweep directory (the demo's sweep, the `small` grid study's sweep). The last line of stdout is one JSON object.
+sweep directory (the demo's sweep, the `small` grid study's sweep); a CSV with a boolean `held_out` column
+(a published sweep's own extrapolation targets) is split there instead: fit on the runs not held out, predict
+the rest. The last line of stdout is one JSON object.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from scaling.fit import predictive
 from scaling.fit.data import RunTable, epoch_chinchilla_table, load_runs, runs_from_frame
@@ -30,10 +36,11 @@ EPOCH_CSV = Path(__file__).resolve().parents[1] / "analysis" / "data" / "epoch_c
 
 
 def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, level: float = 0.95,
-             warm: bool = True) -> dict:
-    """Fit below the median compute, calibrate there, predict every run above it."""
+             warm: bool = True, held_out: np.ndarray | None = None, split: float = 0.5) -> dict:
+    """Fit at or below the `split` quantile of compute (or on the runs not `held_out`), calibrate there, predict
+    the rest."""
     t0 = time.perf_counter()
-    below = table.flops <= np.median(table.flops)
+    below = table.flops <= np.quantile(table.flops, split) if held_out is None else ~held_out
     train, test = table.subset(below), table.subset(~below)
     result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, ci_level=level)
     cal, bt = predictive.calibrate_fit(train, result.law, level=level, n_boot=fold_bootstrap, seed=seed,
@@ -62,6 +69,8 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
         "mean_abs_error_pct": float(np.abs(err).mean()), "mean_error_pct": float(err.mean()),
         "bootstrap_interval_coverage": float(np.mean([r["inside_bootstrap"] for r in rows])),
         "beyond_backtests": int(sum(r["beyond_backtests"] for r in rows)),
+        "coverage_beyond_backtests": _share([r["inside"] for r in rows if r["beyond_backtests"]]),
+        "coverage_within_backtests": _share([r["inside"] for r in rows if not r["beyond_backtests"]]),
         "calibration": cal.to_json(),
         "backtest_folds": bt.n_folds,
         "backtest_coverage_leave_fold_out": (
@@ -69,6 +78,23 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
         ),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _share(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
+
+
+def held_out_column(path: str, table: RunTable) -> np.ndarray | None:
+    """The CSV's own `held_out` marks, aligned to the table's runs (None: no such column, or a sweep)."""
+    if Path(path).is_dir():
+        return None
+    df = pd.read_csv(path)
+    if "held_out" not in df.columns:
+        return None
+    ids = df["run_id"].astype(str) if "run_id" in df.columns else pd.Series([f"row{i + 2}" for i in df.index])
+    marks = dict(zip(ids, df["held_out"].astype(str).str.strip().str.lower().isin(["true", "1", "yes"]),
+                     strict=True))
+    return np.array([marks[r] for r in table.run_id], bool)
 
 
 def main() -> None:
@@ -80,24 +106,39 @@ def main() -> None:
     ap.add_argument("--fold-bootstrap", type=int, default=predictive.FOLD_BOOTSTRAP,
                     help=f"bootstrap replicates per backtest fold (default {predictive.FOLD_BOOTSTRAP})")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", type=float, action="append", default=[], metavar="Q",
+                    help="fit at or below this quantile of compute (repeatable; default 0.5, the median)")
     ap.add_argument("--grid-refits", action="store_true",
                     help="refit each backtest fold from the full start grid (default: from the fit's params)")
     args = ap.parse_args()
     tables = {} if args.no_epoch else {"epoch_chinchilla": runs_from_frame(epoch_chinchilla_table(EPOCH_CSV))}
+    splits = {}
     for spec in args.csv:
         name, _, path = spec.partition("=")
         tables[name] = load_runs(path or name)
+        splits[name] = held_out_column(path or name, tables[name])
     out = {}
     for name, table in tables.items():
-        r = evaluate(table, args.bootstrap, args.fold_bootstrap, args.seed, warm=not args.grid_refits)
-        out[name] = r
-        print(f"{name}: fit {r['n_fit']} runs below the median compute, predict {r['n_held_out']} above "
-              f"(up to {r['flops_multiple_max']:.3g}x the largest fitted C)")
-        print(f"  95% prediction interval: coverage {100 * r['coverage']:.1f}%, median width "
-              f"{r['median_width_pct']:.2f}% of the loss; bootstrap interval alone: "
-              f"{100 * r['bootstrap_interval_coverage']:.1f}%")
-        print(f"  error: mean |error| {r['mean_abs_error_pct']:.2f}%, mean {r['mean_error_pct']:+.2f}%  "
-              f"({r['backtest_folds']} backtest folds, {r['seconds']} s)")
+        for q in ([None] if splits.get(name) is not None else args.split or [0.5]):
+            key = name if q in (None, 0.5) else f"{name}@{q:g}"
+            r = evaluate(table, args.bootstrap, args.fold_bootstrap, args.seed, warm=not args.grid_refits,
+                         held_out=splits.get(name), split=0.5 if q is None else q)
+            out[key] = r
+            how = ("runs not marked held_out", "held out") if q is None else (
+                "runs below the median compute" if q == 0.5 else f"runs at or below the {q:g} quantile of compute",
+                "above")
+            print(f"{key}: fit {r['n_fit']} {how[0]}, predict {r['n_held_out']} {how[1]} "
+                  f"(up to {r['flops_multiple_max']:.3g}x the largest fitted C)")
+            print(f"  95% prediction interval: coverage {100 * r['coverage']:.1f}%, median width "
+                  f"{r['median_width_pct']:.2f}% of the loss; bootstrap interval alone: "
+                  f"{100 * r['bootstrap_interval_coverage']:.1f}%")
+            if r["beyond_backtests"]:
+                print(f"  {r['beyond_backtests']} of them beyond the backtests' reach: coverage there "
+                      f"{100 * r['coverage_beyond_backtests']:.1f}%, within it "
+                      + ("-" if r["coverage_within_backtests"] is None
+                         else f"{100 * r['coverage_within_backtests']:.1f}%"))
+            print(f"  error: mean |error| {r['mean_abs_error_pct']:.2f}%, mean {r['mean_error_pct']:+.2f}%  "
+                  f"({r['backtest_folds']} backtest folds, {r['seconds']} s)")
     print(json.dumps(out))
 
 

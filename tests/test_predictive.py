@@ -103,12 +103,20 @@ def test_interval_widens_with_distance_and_carries_the_multiples():
     table = grid_table(1)
     law = warm_point(TRUE)(table)
     cal, bt = predictive.calibrate_fit(table, law, n_boot=10, fit_point=warm_point(TRUE))
-    assert cal.n_folds >= predictive.MIN_FOLDS and cal.growth_per_dex >= 0
-    widths = []
-    for n in (1e9, 1e10, 1e11):
-        pi = cal.interval(float(law.loss(n, 20 * n)), n, 20 * n, 0.0)
+    assert cal.n_folds >= predictive.MIN_FOLDS and cal.growth_per_dex >= 0 and cal.misfit_sd >= 0
+    # The law's own parameter spread grows with distance (this truth is a Chinchilla law, so that is the
+    # only error that grows: the backtests' growth term may fit to 0); the interval grows with it.
+    fit = fit_runs(table, "chinchilla", bootstrap=30, seed=1, options={"keep": 10})
+    sizes = np.array([1e9, 1e10, 1e11])
+    boot_sd = predictive.log_spread(fit.bootstrap_losses(sizes, 20 * sizes))
+    widths, flat = [], []
+    for n, sd in zip(sizes, boot_sd, strict=True):
+        pi = cal.interval(float(law.loss(n, 20 * n)), n, 20 * n, float(sd))
         widths.append(math.log(pi.high / pi.low))
-    assert widths[0] < widths[2] and widths[0] <= widths[1]
+        same = cal.interval(float(law.loss(n, 20 * n)), n, 20 * n, 0.01)
+        flat.append(math.log(same.high / same.low))
+    assert widths[0] < widths[1] < widths[2]
+    assert flat[0] <= flat[1] + 1e-12 <= flat[2] + 2e-12  # at a fixed parameter spread, never narrower out
     far = cal.interval(2.0, 1e11, 2e12, 0.0)
     assert far.where.params_multiple == pytest.approx(1e11 / table.params.max())
     assert far.where.tokens_multiple == pytest.approx(2e12 / table.tokens.max())
@@ -132,9 +140,31 @@ def test_calibration_round_trip_and_malformed_records():
     assert predictive.Calibration.from_json(cal.to_json()) == cal
     raw = cal.to_json()
     for broken in ({**raw, "sigma_noise": "x"}, {k: v for k, v in raw.items() if k != "growth_per_dex"},
-                   {**raw, "fitted": {"params_max": -1}}, {**raw, "level": 2.0}, [1, 2]):
+                   {**raw, "fitted": {"params_max": -1}}, {**raw, "level": 2.0}, {**raw, "misfit_sd": -0.1},
+                   {**raw, "misfit_sd": "x"}, [1, 2]):
         with pytest.raises(UserError, match="prediction_calibration"):
             predictive.Calibration.from_json(broken)
+    older = {k: v for k, v in raw.items() if k != "misfit_sd"}  # a law file from before the misfit term
+    assert predictive.Calibration.from_json(older).misfit_sd == 0.0
+
+
+def test_scale_fit_tells_a_constant_misfit_from_growth_with_distance():
+    """Backtest errors of constant spread (a refit off by the same amount near and far) fit a scale that stays
+    flat with distance, mostly misfit; errors whose spread is proportional to the distance fit a scale that
+    grows from near 0, all growth."""
+    rng = np.random.default_rng(0)
+    d = np.tile(np.linspace(0.05, 1.0, 20), 50)
+    none = np.zeros_like(d)
+
+    def sd_at(fitted, where):
+        _, growth, misfit = fitted
+        return float(predictive.scale_sd(0.0, 0.0, misfit, growth, where))
+
+    flat = predictive.fit_scale(rng.normal(0, 0.01, len(d)), d, none, 0.0)
+    assert sd_at(flat, 0.05) == pytest.approx(0.01, rel=0.15) and sd_at(flat, 1.0) == pytest.approx(0.01, rel=0.15)
+    assert flat[2] > flat[1]
+    growing = predictive.fit_scale(0.02 * d * rng.normal(0, 1, len(d)), d, none, 0.0)
+    assert sd_at(growing, 1.0) == pytest.approx(0.02, rel=0.15) and sd_at(growing, 0.05) < 0.003
 
 
 # --- the CLI: fit stores the calibration, predict prints both intervals and warns far out
