@@ -216,3 +216,19 @@ def test_gpu_cpu_plans_on_the_measured_peak(capsys, monkeypatch):
     assert p["precision"] == "fp32" and p["cost_usd"] is None
     ran = scaling("plan", "--gpu", "cpu", "--budget-usd", "100", capsys=capsys)
     assert ran.returncode == 2 and "no price" in ran.stderr
+
+
+def test_a_cpu_run_is_planned_at_the_peak_of_the_precision_it_trains_in(monkeypatch):
+    """A grid that fixes dtype = "fp32" on a CPU whose auto choice is bf16 (AMX) is planned against the
+    fp32 peak and says fp32; "auto" keeps the trainer's choice."""
+    import gptcore.hardware
+    import gptcore.train
+    from scaling.launch import planning
+
+    peaks = {"fp32": 1e11, "bf16": 4e11}
+    monkeypatch.setattr(gptcore.train, "resolve_device", lambda name: __import__("torch").device("cpu"))
+    monkeypatch.setattr(gptcore.train, "resolve_dtype", lambda name, device: "bf16" if name == "auto" else name)
+    monkeypatch.setattr(gptcore.hardware, "peak_flops_per_s", lambda device, precision: peaks[precision])
+    assert planning.training_device(1, "fp32") == ("cpu", "fp32", 1e11)
+    assert planning.training_device(1, "auto") == ("cpu", "bf16", 4e11)
+    assert planning.training_device(1) == ("cpu", "bf16", 4e11)

@@ -46,11 +46,13 @@ def cpu_device(precision: str | None = None) -> tuple[str, float]:
     return precision, peak_flops_per_s(cpu, precision)
 
 
-def training_device(threads: int) -> tuple[str, str, float | None]:
-    """(device name, precision, peak FLOP/s) of what this machine trains on, as the trainer resolves them.
+def training_device(threads: int, dtype: str = "auto") -> tuple[str, str, float | None]:
+    """(device name, precision, peak FLOP/s) of what this machine trains on, as the trainer resolves them:
+    `dtype` is the run's own setting (a grid's [train] dtype), "auto" the trainer's choice for the device.
 
     A CPU's peak is measured (and cached) per thread count, so it is taken at the run's `threads`, the
-    number each training process will use: the trainer's MFU is then against the same peak.
+    number each training process will use: the trainer's MFU is then against the same peak. A run that
+    trains in fp32 on a CPU whose auto choice is bf16 is planned against the fp32 peak, not the bf16 one.
     """
     import torch
 
@@ -59,15 +61,15 @@ def training_device(threads: int) -> tuple[str, str, float | None]:
 
     device = resolve_device("auto")
     if device.type == "cuda":
-        precision = resolve_dtype("auto", device)
+        precision = resolve_dtype(dtype, device)
         dev = match_torch_device_name(torch.cuda.get_device_name(device))
         return (dev.name if dev else torch.cuda.get_device_name(device)), precision, peak_flops_per_s(device,
                                                                                                       precision)
     if device.type != "cpu":
-        precision = resolve_dtype("auto", device)
+        precision = resolve_dtype(dtype, device)
         return device.type, precision, peak_flops_per_s(device, precision)
     torch.set_num_threads(threads)
-    return ("cpu", *cpu_device())
+    return ("cpu", *cpu_device(None if dtype == "auto" else dtype))
 
 
 def schedule_of(spec: RunSpec) -> dict:
@@ -108,7 +110,7 @@ def make_plan(req: LaunchRequest, law_params_n: float, tokens: float, cfg: GPTCo
         name, device_args = req.gpu, {"gpu": req.gpu}
     else:
         threads = run_threads(req.executor, req.tasks_per_node)
-        name, precision, peak = training_device(threads)
+        name, precision, peak = training_device(threads, (spec.train if spec else {}).get("dtype", "auto"))
         device_args = {"precision": precision}
         if name in ("cpu", "mps") or peak is None:
             if peak is None:
