@@ -216,6 +216,24 @@ def grid_to_dict(grid: Grid) -> dict:
     return asdict(grid)
 
 
+def grid_to_toml(grid: Grid) -> str:
+    """The grid as a grid file that load_grid reads back to the same grid (the name is the file's stem)."""
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(str(v))  # a JSON string is a TOML basic string
+
+    lines = [f"description = {value(grid.description)}", f"ctx = {grid.ctx}", f"seed = {grid.seed}",
+             f"sizes = {grid.sizes}"]
+    lines += [f"{k} = {value(getattr(grid, k))}" for k in ("params", "tokens", "compute") if getattr(grid, k)]
+    lines += ["", "[train]", *(f"{k} = {value(v)}" for k, v in sorted(grid.train.items()))]
+    return "\n".join(lines) + "\n"
+
+
 def grid_from_dict(d: dict, where: str) -> Grid:
     """The inverse of grid_to_dict, checked as a grid file is."""
     try:

@@ -91,7 +91,16 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
     at = [text.index(s) for s in steps]
     assert at == sorted(at) and "demo done in" in text
     assert "prepare the bundled corpus" not in text  # --data given: nothing prepared
-    assert "--params 12K,200K --tokens 16K --ctx 64 --trials 3 --trial-tokens 8K" in text  # tune: from the grid
+    # The tune: the grid's smallest and largest-but-one sizes at half its smallest budget, trained as the
+    # sweep's runs are (its ctx and [train] settings: a batch of 8, not the batch rule's).
+    assert f"--grid {out / 'tune-grid.toml'} --trials 3 --trial-tokens 8K" in text
+    from sweeps.grid import load_grid
+
+    tuned_grid, grid = load_grid(str(out / "tune-grid.toml")), load_grid(demo["grid"])
+    assert tuned_grid.params == (12e3, 200e3) and tuned_grid.tokens == (16e3,) and tuned_grid.ctx == grid.ctx
+    assert tuned_grid.train == grid.train and grid.train["batch_size"] == 8
+    trial = json.loads(next((out / "tune" / "trials").rglob("config.json")).read_text())["train"]
+    assert trial["batch_size"] == 8 and trial["eval_every"] == grid.train["eval_every"]
     assert len(json.loads((out / "tune" / "lr_law.json").read_text())["tuned"]) == 2  # the two sizes tuned
     sweep = (out / "sweep" / "sweep.csv").read_text()
     assert len(sweep.splitlines()) == 1 + 12 and sweep.count(",tuned,") == 6  # 2 tuned sizes x 3 budgets

@@ -10,7 +10,7 @@ from gptcore.config import GPTConfig, count_non_embedding_params, flops_per_toke
 from gptcore.errors import UserError
 from scaling.cli import main
 from sweeps import hparams
-from sweeps.grid import TRAIN_KEYS, grid_from_toml, load_grid, make_grid, preset_names, resolve
+from sweeps.grid import TRAIN_KEYS, grid_from_toml, grid_to_toml, load_grid, make_grid, preset_names, resolve
 
 VOCAB = 32779  # the bundled corpus' compact vocabulary
 
@@ -209,3 +209,13 @@ def test_bad_sweep_flags_are_refused_when_parsed(tmp_path, capsys, flags, messag
 def test_grid_errors_name_the_problem():
     with pytest.raises(UserError, match="tokens grid needs params"):
         make_grid("x", tokens="1M")
+
+
+def test_a_grid_written_as_toml_reads_back_the_same():
+    """grid_to_toml (the demo's tune grid) round-trips every preset, an isoFLOP grid, and [train] values of
+    every type, quotes and newlines in the description included."""
+    isoflop = make_grid("iso", compute=[1e14, 3e14], sizes=3, ctx=64, seed=2, description='say "hi"\nthere',
+                        train={"batch_size": 4, "dtype": "fp32", "schedule": "wsd", "wsd_decay_fraction": 0.25,
+                               "compile": False})
+    for grid in [load_grid(n) for n in preset_names()] + [isoflop]:
+        assert grid_from_toml(grid_to_toml(grid), grid.name, "round trip") == grid

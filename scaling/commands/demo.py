@@ -49,20 +49,30 @@ def passed_on(args) -> list[str]:
     return keep + [arg for value in args.logger or () for arg in ("--logger", value)]
 
 
-def tune_argv(grid_name: str) -> list[str]:
+def tune_argv(grid_name: str, out: Path) -> list[str]:
     """The LR tune: the grid's smallest and largest-but-one sizes, a few trials each on half its smallest
-    budget; lr_opt(N) fitted through them gives every size of the sweep its learning rate."""
+    budget; lr_opt(N) fitted through them gives every size of the sweep its learning rate. The trials train
+    as the sweep's runs will (the grid's ctx, seed and [train] settings: batch size, evaluation, dtype), so
+    OUT/tune-grid.toml is that grid cut to the two sizes and the budget: a learning rate tuned at another
+    batch size is not the optimum at the sweep's."""
+    from dataclasses import replace
+
     from gptcore.errors import UserError
+    from gptcore.fileio import atomic_write_text
     from scaling.units import format_size
-    from sweeps.grid import load_grid
+    from sweeps.grid import grid_to_toml, load_grid
 
     grid = load_grid(grid_name)
     if not grid.tokens:
         raise UserError(f"--grid {grid_name}: the demo needs a grid with token budgets (params x tokens)")
     sizes, budget = sorted(grid.params), min(grid.tokens)
     picked = [sizes[0], sizes[-2]] if len(sizes) > 2 else sizes
-    return ["--params", ",".join(map(format_size, picked)), "--tokens", format_size(budget), "--ctx",
-            str(grid.ctx), "--trials", str(TUNE_TRIALS), "--trial-tokens", format_size(budget // 2)]
+    path = out / "tune-grid.toml"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, grid_to_toml(replace(grid, params=tuple(picked), tokens=(budget,), description=(
+        f"the demo's LR tune: sizes {', '.join(map(format_size, picked))} of grid {grid.name}, its smallest "
+        "budget, its ctx, seed and [train] settings"))))
+    return ["--grid", str(path), "--trials", str(TUNE_TRIALS), "--trial-tokens", format_size(budget // 2)]
 
 
 def final_size(sweep_dir: Path, param_convention: str) -> tuple[int, int]:
@@ -99,7 +109,7 @@ def run(args) -> int:
     out, grid = args.out, args.grid
     tune, sweep, law, fit, launch = (str(out / n) for n in ("tune", "sweep", "law.json", "fit", "launch"))
     lr_law = str(out / "tune" / "lr_law.json")
-    tune_flags = tune_argv(grid)
+    tune_flags = tune_argv(grid, out)
     t0 = time.perf_counter()
     data = str(args.data) if args.data else str(out / "data")
     if not args.data:
