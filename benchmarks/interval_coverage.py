@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.fit import predictive
+from gptcore.errors import UserError
+from scaling.fit import auto, predictive
 from scaling.fit.data import RunTable, epoch_chinchilla_table, load_runs, runs_from_frame
 from scaling.fit.fitting import fit_runs
 
@@ -36,15 +37,24 @@ EPOCH_CSV = Path(__file__).resolve().parents[1] / "analysis" / "data" / "epoch_c
 
 
 def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, level: float = 0.95,
-             warm: bool = True, held_out: np.ndarray | None = None, split: float = 0.5) -> dict:
+             warm: bool = True, held_out: np.ndarray | None = None, split: float = 0.5,
+             form: str = "chinchilla") -> dict:
     """Fit at or below the `split` quantile of compute (or on the runs not `held_out`), calibrate there, predict
-    the rest."""
+    the rest. form "auto": the variant `scaling fit --form auto` would choose on the fitted runs alone."""
     t0 = time.perf_counter()
     below = table.flops <= np.quantile(table.flops, split) if held_out is None else ~held_out
     train, test = table.subset(below), table.subset(~below)
-    result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, ci_level=level)
-    cal, bt = predictive.calibrate_fit(train, result.law, level=level, n_boot=fold_bootstrap, seed=seed,
-                                          warm=warm)
+    options, chosen = {}, "chinchilla"
+    if form == "auto":  # chosen by the fitted runs' own backtests: the held-out runs are never seen
+        tables = {train.param_convention: train}
+        try:
+            _, variant = auto.choose(tables, train.param_convention)
+            train, options, chosen = auto.chosen_table(tables, variant), variant.options, variant.name
+        except UserError:  # too few runs to choose by backtest: the plain form, as `scaling fit` would need
+            chosen = "chinchilla (too few runs for auto)"
+    result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, ci_level=level, options=dict(options))
+    cal, bt = predictive.calibrate_fit(train, result.law, options=dict(options), level=level, n_boot=fold_bootstrap,
+                                       seed=seed, warm=warm)
     losses = result.bootstrap_losses(test.params, test.tokens)
     boot_sd = predictive.log_spread(losses)
     tail = 100 * (1 - level) / 2
@@ -62,7 +72,7 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
     inside_folds = predictive.leave_fold_out(bt, cal)
     err = np.array([r["error_pct"] for r in rows])
     return {
-        "n_fit": len(train), "n_held_out": len(test),
+        "n_fit": len(train), "n_held_out": len(test), "variant": chosen,
         "flops_multiple_max": float(max(r["flops_multiple"] for r in rows)),
         "coverage": float(np.mean([r["inside"] for r in rows])),
         "median_width_pct": float(np.median([r["width_pct"] for r in rows])),
@@ -106,6 +116,8 @@ def main() -> None:
     ap.add_argument("--fold-bootstrap", type=int, default=predictive.FOLD_BOOTSTRAP,
                     help=f"bootstrap replicates per backtest fold (default {predictive.FOLD_BOOTSTRAP})")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--form", choices=("chinchilla", "auto"), default="chinchilla",
+                    help="the plain Chinchilla form, or the variant --form auto chooses on the fitted runs")
     ap.add_argument("--split", type=float, action="append", default=[], metavar="Q",
                     help="fit at or below this quantile of compute (repeatable; default 0.5, the median)")
     ap.add_argument("--grid-refits", action="store_true",
@@ -122,13 +134,13 @@ def main() -> None:
         for q in ([None] if splits.get(name) is not None else args.split or [0.5]):
             key = name if q in (None, 0.5) else f"{name}@{q:g}"
             r = evaluate(table, args.bootstrap, args.fold_bootstrap, args.seed, warm=not args.grid_refits,
-                         held_out=splits.get(name), split=0.5 if q is None else q)
+                         held_out=splits.get(name), split=0.5 if q is None else q, form=args.form)
             out[key] = r
             how = ("runs not marked held_out", "held out") if q is None else (
                 "runs below the median compute" if q == 0.5 else f"runs at or below the {q:g} quantile of compute",
                 "above")
             print(f"{key}: fit {r['n_fit']} {how[0]}, predict {r['n_held_out']} {how[1]} "
-                  f"(up to {r['flops_multiple_max']:.3g}x the largest fitted C)")
+                  f"(up to {r['flops_multiple_max']:.3g}x the largest fitted C; form {r['variant']})")
             print(f"  95% prediction interval: coverage {100 * r['coverage']:.1f}%, median width "
                   f"{r['median_width_pct']:.2f}% of the loss; bootstrap interval alone: "
                   f"{100 * r['bootstrap_interval_coverage']:.1f}%")
