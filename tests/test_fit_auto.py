@@ -106,3 +106,28 @@ def test_tied_fit_ties_the_exponents_and_its_bootstrap_too():
     counts = np.random.default_rng(0).multinomial(len(df), np.full(len(df), 1 / len(df)), size=8)
     boot = chinchilla.theta_to_params(chinchilla.bootstrap(df.params, df.tokens, df.loss, counts, fit.theta, True))
     assert np.array_equal(boot[:, 3], boot[:, 4]) and np.ptp(boot[:, 3]) > 0
+
+
+# A real sweep of the bundled tiny grid with seed = 1 (scaling demo, 2026-12-01): at 16K-64K tokens the
+# largest model is no better than the smaller ones, and several variants' fold refits run away to
+# exponents whose predictions are NaN. Before, a NaN score won the choice (every comparison with NaN is
+# false, so min() kept the first variant).
+TINY_SEED1 = pd.DataFrame({
+    "params": [2112576, 2112576, 4249728, 6523008, 2112576, 4249728, 8795648, 6523008, 4249728, 8795648,
+               6523008, 8795648],
+    "tokens": [16384, 32256, 16384, 16384, 64000, 32256, 16384, 32256, 64000, 32256, 64000, 64000],
+    "loss": [7.407192, 6.777054, 6.902024, 6.832226, 6.582736, 6.598437, 6.920074, 6.684394, 6.325730,
+             6.654808, 6.358969, 6.611899]})
+
+
+def test_a_variant_whose_refits_run_away_is_not_comparable_and_never_chosen():
+    from scaling.fit import auto
+    from scaling.fit.data import runs_from_frame
+
+    table = runs_from_frame(TINY_SEED1)
+    choice, variant = auto.choose({"total": table}, "total")
+    scores = {s.name: s for s in choice.scores}
+    assert scores["chinchilla"].mae_pct is None and "predicts no finite loss" in scores["chinchilla"].refused
+    chosen = scores[choice.chosen]
+    assert chosen.mae_pct is not None and np.isfinite(chosen.mae_pct) and variant.name == choice.chosen
+    assert all(s.mae_pct is None or s.mae_pct >= chosen.mae_pct for s in choice.scores)

@@ -137,10 +137,18 @@ def choose(tables: dict[str, RunTable], base: str) -> tuple[AutoChoice, Variant]
             s.refused = next(e for e in errors[v.name].values() if isinstance(e, str))
         else:
             pct = np.concatenate([errors[v.name][f] for f, _, _ in masks if f in common])
-            s.n_scored, s.mae_pct = len(pct), float(np.mean(np.abs(pct)))
-            s.mean_error_pct, s.max_abs_error_pct = float(np.mean(pct)), float(np.max(np.abs(pct)))
+            if not np.isfinite(pct).all():  # a refit whose exponents ran away: its NaN would win every min()
+                bad = next(f for f, _, _ in masks if f in common and not np.isfinite(errors[v.name][f]).all())
+                s.refused = f"its refit on the fold '{bad}' predicts no finite loss (the fit ran away)"
+            else:
+                s.n_scored, s.mae_pct = len(pct), float(np.mean(np.abs(pct)))
+                s.mean_error_pct, s.max_abs_error_pct = float(np.mean(pct)), float(np.max(np.abs(pct)))
         scores.append(s)
-    best = min((s for s in scores if s.mae_pct is not None), key=lambda s: s.mae_pct)  # first of equals
+    comparable = [s for s in scores if s.mae_pct is not None]
+    if not comparable:
+        raise UserError("--form auto: no variant's backtest refits predict finite losses on these runs "
+                        f"({scores[0].refused}); name a --form, or add sizes or budgets")
+    best = min(comparable, key=lambda s: s.mae_pct)  # first of equals
     choice = AutoChoice(best.name, scores, [f for f, _, _ in masks if f in common])
     return choice, next(v for v in candidates if v.name == best.name)
 
