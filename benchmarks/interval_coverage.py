@@ -101,10 +101,11 @@ def held_out_column(path: str, table: RunTable) -> np.ndarray | None:
     df = pd.read_csv(path)
     if "held_out" not in df.columns:
         return None
-    ids = df["run_id"].astype(str) if "run_id" in df.columns else pd.Series([f"row{i + 2}" for i in df.index])
-    marks = dict(zip(ids, df["held_out"].astype(str).str.strip().str.lower().isin(["true", "1", "yes"]),
-                     strict=True))
-    return np.array([marks[r] for r in table.run_id], bool)
+    held = df["held_out"].astype(str).str.strip().str.lower().isin(["true", "1", "yes"])
+    if not held.any():
+        return None
+    # The held-out rows read as runs the same way: their run ids are the table's (runs_from_frame names them).
+    return np.isin(table.run_id, runs_from_frame(df[held], table.param_convention).run_id)
 
 
 def main() -> None:
