@@ -3,13 +3,17 @@
     python benchmarks/holdout_accuracy.py             # runs `scaling sweep --grid small` first (~40 min, 2 cores)
     python benchmarks/holdout_accuracy.py --sweep runs/sweep-small --bootstrap 400
     python benchmarks/holdout_accuracy.py --sweep runs/sweep-small --repeats runs/seed1 runs/seed2
+    python benchmarks/holdout_accuracy.py --sweep runs/sweep-small --form auto
 
 Fits the Chinchilla law (Approach 3, with bootstrap) on every completed run but a held-out set, then predicts
 each held-out run's final validation loss: relative error (predicted - actual) / actual and whether the actual
 loss falls in the bootstrap (parameter) interval and in the prediction interval calibrated by backtests on the
 fitted runs alone (scaling.fit.predictive, as `scaling fit --out` stores it). Three held-out sets, each an
 extrapolation: the largest compute budget (the issue's check), the largest token budget (every size), and the
-largest size (every budget). The goal is within 2% (the best public pre-registered predictions). --repeats
+largest size (every budget). The goal is within 2% (the best public pre-registered predictions).
+--form auto fits, for each check, the variant `scaling fit --form auto` chooses by backtests on that check's
+fitted runs alone (tied exponents, a left-out smallest size or least-trained quarter, another count of N): the
+held-out runs are never seen by the choice. --repeats
 names sweeps of held-out runs trained again with other seeds: their spread is the noise floor no law can beat.
 The last line of stdout is one JSON object.
 """
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling.cli import main as scaling
-from scaling.fit import predictive
+from scaling.fit import auto, predictive
 from scaling.fit.data import RunTable, load_runs
 from scaling.fit.estimators import budget_groups
 from scaling.fit.fitting import fit_runs, law_for_file
@@ -38,11 +42,16 @@ def held_out_sets(table: RunTable) -> dict[str, np.ndarray]:
             "largest size": table.params == table.params.max()}
 
 
-def holdout(table: RunTable, held: np.ndarray, bootstrap: int, seed: int) -> dict:
-    """Fit on the runs not held; predict the held-out runs with intervals."""
-    train = table.subset(~held)
-    result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed)
-    cal, _ = predictive.calibrate_fit(train, result.law, seed=seed)  # on the fit's runs only, as `fit --out`
+def holdout(tables: dict[str, RunTable], base: str, held: np.ndarray, bootstrap: int, seed: int,
+            form: str = "chinchilla") -> dict:
+    """Fit on the runs not held (form "auto": the variant chosen on them alone); predict the held-out runs."""
+    train, options, chosen = tables[base].subset(~held), {}, "chinchilla"
+    if form == "auto":
+        train, options, choice = auto.pick({c: t.subset(~held) for c, t in tables.items()}, base)
+        chosen = choice.chosen
+    table = tables[train.param_convention]  # the held-out runs' N counted as the chosen variant counts it
+    result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, options=dict(options))
+    cal, _ = predictive.calibrate_fit(train, result.law, options=dict(options), seed=seed)  # as `fit --out`
     law = dataclasses.replace(law_for_file(result), calibration=cal)
     rows = []
     for i in np.flatnonzero(held):
@@ -57,7 +66,7 @@ def holdout(table: RunTable, held: np.ndarray, bootstrap: int, seed: int) -> dic
                      "prediction_interval": [pi.low, pi.high] if pi.bounded else None,
                      "within_prediction_interval": bool(pi.low <= actual <= pi.high) if pi.bounded else None})
     errors = np.array([abs(r["relative_error"]) for r in rows])
-    return {"n_fit": int((~held).sum()), "n_held_out": len(rows), "law": result.law.to_dict(),
+    return {"n_fit": len(train), "n_held_out": len(rows), "form": chosen, "law": result.law.to_dict(),
             "warnings": result.warnings, "held_out": rows, "prediction_quantiles": cal.quantiles,
             "mean_abs_relative_error": float(errors.mean()), "max_abs_relative_error": float(errors.max())}
 
@@ -84,19 +93,24 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--param-convention", choices=("total", "non_embedding"), default="total")
+    ap.add_argument("--form", choices=("chinchilla", "auto"), default="chinchilla",
+                    help="the plain Chinchilla form, or per check the variant --form auto chooses on its fitted runs")
     args = ap.parse_args()
     sweep = args.sweep
     if sweep is None:
         sweep = Path("runs") / f"sweep-{args.grid}"
         if scaling(["sweep", "--grid", args.grid, "--out", str(sweep), "--executor", "local"]):
             raise SystemExit("the sweep did not complete every run; re-run to resume it")
-    table = load_runs(sweep, args.param_convention)
-    out = {"sweep": str(sweep), "param_convention": args.param_convention, "checks": {}}
+    tables = auto.convention_tables(sweep, args.param_convention)
+    table = tables[args.param_convention]
+    out = {"sweep": str(sweep), "param_convention": args.param_convention, "form": args.form, "checks": {}}
     for name, held in held_out_sets(table).items():
-        check = out["checks"][name] = holdout(table, held, args.bootstrap, args.seed)
+        check = out["checks"][name] = holdout(tables, args.param_convention, held, args.bootstrap, args.seed,
+                                              args.form)
         law = check["law"]
-        print(f"hold out the {name}: fitted on {check['n_fit']} runs (E {law['E']:.3g}, A {law['A']:.3g}, "
-              f"B {law['B']:.3g}, alpha {law['alpha']:.3f}, beta {law['beta']:.3f}), predicted {check['n_held_out']}")
+        print(f"hold out the {name}: fitted on {check['n_fit']} runs, form {check['form']} "
+              f"(E {law['E']:.3g}, A {law['A']:.3g}, B {law['B']:.3g}, alpha {law['alpha']:.3f}, "
+              f"beta {law['beta']:.3f}), predicted {check['n_held_out']}")
         for r in check["held_out"]:
             lo_hi, pi = r["predicted_interval"], r["prediction_interval"]
             print(f"  {r['run_id']:<16} actual {r['actual_loss']:.4f}  predicted {r['predicted_loss']:.4f}"

@@ -151,27 +151,15 @@ def run(args: argparse.Namespace) -> int:
 def _table_and_form(args) -> tuple:
     """(table, form, options, AutoChoice or None): as given, or for --form auto the variant its backtest
     chose (scaling.fit.auto), its runs in its convention and its estimator options."""
-    from gptcore.errors import UserError
     from scaling.fit.data import load_runs
 
-    table = load_runs(args.src, args.param_convention)
     if args.form != "auto":
+        table = load_runs(args.src, args.param_convention)
         return table, args.form, {"irreducible": True} if args.irreducible else {}, None
-    import numpy as np
-
     from scaling.fit import auto
 
-    tables = {args.param_convention: table}
-    for convention in PARAM_CONVENTIONS:  # the other counts of N where the table has their columns
-        if convention != args.param_convention:
-            try:
-                other = load_runs(args.src, convention)
-            except UserError:
-                continue
-            if np.array_equal(other.run_id, table.run_id):
-                tables[convention] = other
-    choice, variant = auto.choose(tables, args.param_convention)
-    return auto.chosen_table(tables, variant), "chinchilla", dict(variant.options), choice
+    table, options, choice = auto.pick(auto.convention_tables(args.src, args.param_convention), args.param_convention)
+    return table, "chinchilla", options, choice
 
 
 def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:

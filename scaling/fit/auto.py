@@ -15,6 +15,12 @@ budgets, then the largest sizes, held out) from the form's full start grid, neve
 held-out runs, and scored by the mean absolute % error of the held-out losses, over the folds every variant
 could fit. The lowest wins; a tie goes to the simpler variant (the order below). Nothing is random: the same
 table gives the same choice (--seed moves only the bootstrap).
+
+Folds along D (the largest token budgets held out) were tried and left out (2026-12-01). On the `small`
+grid's sweeps they kept the choice off variants that miss a longer run of a fitted size (9.7% and 8.2% off
+the 800K-token runs without them, 2.4% with), but on published sweeps they chose worse: Gadre et al.'s runs
+0.76% and 4.99% off their 1.4B and 7B runs against 0.18% and 2.19%, and Epoch's median split 0.92% against
+0.83% (benchmarks/interval_coverage.py and holdout_accuracy.py --form auto).
 """
 
 from __future__ import annotations
@@ -151,6 +157,32 @@ def choose(tables: dict[str, RunTable], base: str) -> tuple[AutoChoice, Variant]
     best = min(comparable, key=lambda s: s.mae_pct)  # first of equals
     choice = AutoChoice(best.name, scores, [f for f, _, _ in masks if f in common])
     return choice, next(v for v in candidates if v.name == best.name)
+
+
+def convention_tables(src, base: str) -> dict[str, RunTable]:
+    """The runs of a CSV or sweep directory with N counted as `base`, and as each other convention the source
+    has the columns for (rows aligned): the tables `choose` compares the counts of N on."""
+    from scaling.fit import PARAM_CONVENTIONS
+    from scaling.fit.data import load_runs
+
+    table = load_runs(src, base)
+    tables = {base: table}
+    for convention in PARAM_CONVENTIONS:
+        if convention != base:
+            try:
+                other = load_runs(src, convention)
+            except UserError:  # no columns for this count
+                continue
+            if np.array_equal(other.run_id, table.run_id):
+                tables[convention] = other
+    return tables
+
+
+def pick(tables: dict[str, RunTable], base: str) -> tuple[RunTable, dict, AutoChoice]:
+    """What `--form auto` fits: the chosen variant's runs (in its convention), its estimator options and the
+    choice with the backtest table behind it."""
+    choice, variant = choose(tables, base)
+    return chosen_table(tables, variant), dict(variant.options), choice
 
 
 def chosen_table(tables: dict[str, RunTable], variant: Variant) -> RunTable:
