@@ -28,7 +28,10 @@ grows the further it is extrapolated. The interval here adds both, and measures 
    error distribution stays asymmetric) at the conformal rank ceil((n + 1)(1 - a/2)); a rank past n makes
    that side unbounded. Because the scores of one fold share one refit, they are far from n independent
    draws: each quantile is also at least the Student-t quantile with (folds - 1) degrees of freedom, wide
-   but finite for few folds. Fewer than MIN_FOLDS folds: no interval (unbounded), said as such.
+   but finite for few folds. Counting the errors as more draws than the folds (Kish's design effect from
+   their within-fold correlation) made Epoch's intervals 10-12% narrower but held 72.2% of its 0.7 split's
+   larger runs, against 84.7% (benchmarks/interval_coverage.py, 2026-12-01): the floor is what holds far
+   targets. Fewer than MIN_FOLDS folds: no interval (unbounded), said as such.
 4. **Too few scores for the conformal rank** (n < 39 at 95%: a sweep of a dozen runs gives about 20): that
    side takes the Student-t quantile alone, or the most extreme score seen if that is wider: a parametric
    interval (the scores taken as roughly t-distributed over folds), not a distribution-free one, and said
