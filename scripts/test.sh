@@ -12,4 +12,6 @@ fi
 bash scripts/setup.sh
 .venv/bin/ruff check .
 # --durations: CI's log names the slowest tests, so the suite's time can be kept in hand.
+# Serial on purpose: pytest-xdist with 2 workers (module groups, the SLURM tests on one worker) took
+# 13 min 35 s against 12 min, the tests' torch threads contending for 2 cores (2026-12-01).
 exec .venv/bin/python -m pytest -q --durations=25 "${lane[@]}" "$@"

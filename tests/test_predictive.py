@@ -68,18 +68,18 @@ def test_synthetic_truth_coverage():
 
 
 def test_small_sweeps_get_student_t_intervals_that_cover_and_say_so():
-    """A dozen or so runs give fewer backtest errors than the 39 a 95% conformal rank needs: the interval's
+    """A dozen or so runs give fewer backtest errors than the 19 a 95% conformal rank needs: the interval's
     quantiles are then Student-t ones, and over draws of 12- and 16-run sweeps (fit below the 70th
     percentile of compute, predict above) 85-99% of the held-out larger runs fall inside."""
     inside = []
     for sizes, ratios in ((4, 3), (4, 4)):
-        for seed in range(8):
+        for seed in range(16):  # 8 draws held 72 of 72: too few to tell 97% from 100%
             table = grid_table(seed, sizes=sizes, ratios=ratios)
             below = table.flops <= np.quantile(table.flops, 0.7)
             train, test = table.subset(below), table.subset(~below)
             fit = fit_runs(train, "chinchilla", bootstrap=20, seed=seed, options={"keep": 10})
             cal, _ = predictive.calibrate_fit(train, fit.law, n_boot=10, seed=seed, fit_point=warm_point(fit.law))
-            assert cal.n_scores < predictive.conformal_minimum(0.95) == 39
+            assert cal.n_scores < predictive.conformal_minimum(0.95) == 19, cal.n_scores
             assert cal.quantiles.startswith("Student-t") and "too few" in cal.quantiles
             boot_sd = predictive.log_spread(fit.bootstrap_losses(test.params, test.tokens))
             for j in range(len(test)):
@@ -87,7 +87,7 @@ def test_small_sweeps_get_student_t_intervals_that_cover_and_say_so():
                                   test.tokens[j], float(boot_sd[j]))
                 assert pi.bounded and predictive.quantile_note(pi, cal).startswith("the prediction interval's")
                 inside.append(pi.low <= test.loss[j] <= pi.high)
-    assert len(inside) >= 70 and 0.85 <= np.mean(inside) <= 0.99, np.mean(inside)
+    assert len(inside) >= 140 and 0.85 <= np.mean(inside) <= 0.99, np.mean(inside)
 
 
 def test_few_runs_give_an_unbounded_interval_said_as_such():
@@ -127,10 +127,14 @@ def test_interval_widens_with_distance_and_carries_the_multiples():
 
 
 def test_conformal_rank_past_n_is_unbounded():
-    lo, hi = predictive.conformal_quantiles(np.linspace(-1, 1, 10), 0.95)
+    """The quantile of |z| at rank ceil((n + 1) 0.95): past n below 19 scores, the largest |z| at 19, and
+    symmetric however the scores lean."""
+    lo, hi = predictive.conformal_quantiles(np.linspace(-1, 1, 18), 0.95)
     assert math.isinf(lo) and math.isinf(hi)
+    z = np.concatenate([np.linspace(-0.5, 0, 9), np.linspace(0.1, 2, 10)])  # 19 scores, leaning up
+    assert predictive.conformal_quantiles(z, 0.95) == (-2.0, 2.0)
     lo, hi = predictive.conformal_quantiles(np.linspace(-1, 1, 79), 0.95)
-    assert -1 < lo < -0.9 and 0.9 < hi < 1
+    assert -1 < lo < -0.9 and 0.9 < hi < 1 and lo == -hi
 
 
 def test_calibration_round_trip_and_malformed_records():
@@ -157,12 +161,12 @@ def test_scale_fit_tells_a_constant_misfit_from_growth_with_distance():
     none = np.zeros_like(d)
 
     def sd_at(fitted, where):
-        _, growth, misfit = fitted
+        growth, misfit = fitted
         return float(predictive.scale_sd(0.0, 0.0, misfit, growth, where))
 
     flat = predictive.fit_scale(rng.normal(0, 0.01, len(d)), d, none, 0.0)
     assert sd_at(flat, 0.05) == pytest.approx(0.01, rel=0.15) and sd_at(flat, 1.0) == pytest.approx(0.01, rel=0.15)
-    assert flat[2] > flat[1]
+    assert flat[1] > flat[0]
     growing = predictive.fit_scale(0.02 * d * rng.normal(0, 1, len(d)), d, none, 0.0)
     assert sd_at(growing, 1.0) == pytest.approx(0.02, rel=0.15) and sd_at(growing, 0.05) < 0.003
 

@@ -9,34 +9,40 @@ grows the further it is extrapolated. The interval here adds both, and measures 
    e = log L_pred - log L_actual, its distance beyond the runs fitted d = max(0, log10 of the N, D and C
    multiples of the largest fitted run), and the refit's own bootstrap spread s_boot there. This is the
    rolling-origin evaluation of forecasting (Tashman 2000, "Out-of-sample tests of forecasting accuracy").
-2. **A scale model.** e ~ bias_per_dex * d + s * z, with
-   s^2 = s_boot^2 + sigma_noise^2 + misfit_sd^2 + (growth_per_dex * d)^2:
+2. **A scale model.** e ~ s * z, with s^2 = s_boot^2 + sigma_noise^2 + misfit_sd^2 + (growth_per_dex * d)^2:
    (a) parameter uncertainty at that point, (b) the fit's in-sample residual spread in log loss (run-to-run
    noise plus misfit), (c) a refit's offset at the edge of its runs, which does not shrink to nothing one
    step beyond them, (d) extrapolation error growing linearly with the distance in decades. sigma_noise is
-   the robust spread of the full fit's residuals; bias_per_dex, misfit_sd and growth_per_dex are fitted to
-   the backtest errors by maximum likelihood. Without (c), a fold whose errors are large but close (on
-   Epoch's points, the largest sizes held out 0.05-0.15 decades beyond the refit, -1.6% on average) could
-   only be explained by a steep growth: on Epoch's median split the growth came out at 2.5% per decade and
-   the intervals 9.7% wide, holding 98.3% of the larger runs; with (c), 4.5% wide, holding 97.5%
-   (benchmarks/interval_coverage.py). The bias term is there because real laws drift (Chinchilla-form fits
-   tend to over-predict the largest runs): the interval is shifted, the law's own point prediction is not.
-3. **Calibrated quantiles.** The normalised scores z = (e - bias_per_dex d) / s are the locally weighted
+   the robust spread of the full fit's residuals; misfit_sd and growth_per_dex are fitted to the backtest
+   errors by maximum likelihood. Without (c), a fold whose errors are large but close (on Epoch's points,
+   the largest sizes held out 0.05-0.15 decades beyond the refit, -1.6% on average) could only be explained
+   by a steep growth: on Epoch's median split the growth came out at 2.5% per decade and the intervals 9.7%
+   wide; with (c), 4.4%. The interval is centred on the law's own prediction. A drift of the backtests'
+   errors with distance widens it (through the growth) but does not shift it: a shift fitted to the refits
+   (bias_per_dex, in law files before 2026-12-01, still applied when read) does not carry over to the full
+   fit, whose runs reach further. On Li et al. 2025's 81 runs the refits under-predicted by 7.6% per decade
+   while the full fit's 17 larger runs came out at +0.02% on average: the shifted intervals held 9 of them,
+   the centred ones 17; on Epoch's 0.7 split, 84.7% against 95.8% (benchmarks/interval_coverage.py).
+3. **Calibrated quantiles.** The normalised scores z = e / s are the locally weighted
    (normalised) nonconformity scores of split conformal prediction (Vovk, Gammerman & Shafer 2005; Lei,
    G'Sell, Rinaldo, Tibshirani & Wasserman 2018, "Distribution-free predictive inference for regression",
-   section 5.2). The interval takes their lower and upper quantiles separately (signed, so an asymmetric
-   error distribution stays asymmetric) at the conformal rank ceil((n + 1)(1 - a/2)); a rank past n makes
-   that side unbounded. Because the scores of one fold share one refit, they are far from n independent
-   draws: each quantile is also at least the Student-t quantile with (folds - 1) degrees of freedom, wide
-   but finite for few folds. Counting the errors as more draws than the folds (Kish's design effect from
-   their within-fold correlation) made Epoch's intervals 10-12% narrower but held 72.2% of its 0.7 split's
-   larger runs, against 84.7% (benchmarks/interval_coverage.py, 2026-12-01): the floor is what holds far
-   targets. Fewer than MIN_FOLDS folds: no interval (unbounded), said as such.
-4. **Too few scores for the conformal rank** (n < 39 at 95%: a sweep of a dozen runs gives about 20): that
-   side takes the Student-t quantile alone, or the most extreme score seen if that is wider: a parametric
+   section 5.2). The interval is symmetric in z about the point: it takes the quantile of |z| at
+   the conformal rank ceil((n + 1)(1 - a)), as Lei et al. do; a rank past n leaves it unbounded. Taking the
+   lower and upper quantiles of the signed z separately instead (rank ceil((n + 1)(1 - a/2)) each side) needs
+   twice the scores (39 at 95%, not 19) and was wider for the same coverage: on Epoch's points split at the
+   0.4, 0.5, 0.6 and 0.7 quantiles of compute the same share of larger runs fell inside, and Gadre et al.'s
+   intervals were 18.5% and 20.9% wide against 15.6% and 17.1% (both with the shift of before;
+   benchmarks/interval_coverage.py, 2026-12-01). Because the scores of one fold share one
+   refit, they are far from n independent draws: the quantile is also at least the Student-t quantile with
+   (folds - 1) degrees of freedom, wide but finite for few folds. Counting the errors as more draws than the
+   folds (Kish's design effect from their within-fold correlation) made Epoch's (shifted) intervals
+   10-12% narrower but held 72.2% of its 0.7 split's larger runs, against 84.7%: the floor holds far targets. Fewer than
+   MIN_FOLDS folds: no interval (unbounded), said as such.
+4. **Too few scores for the conformal rank** (n < 19 at 95%: a sweep of a dozen runs gives 10-20): the
+   interval takes the Student-t quantile alone, or the largest |z| seen if that is wider: a parametric
    interval (the scores taken as roughly t-distributed over folds), not a distribution-free one, and said
    so with every prediction. On synthetic sweeps of 12-20 runs (tests/test_predictive.py) it covers 85-99%
-   of the held-out larger runs; without it there was no interval at all below 39 scores.
+   of the held-out larger runs; without it there was no interval at all below 19 scores.
 
 What this covers: the errors the user's own backtests showed, scaled to the target's distance. What it does
 not: conformal validity needs the target's normalised score to be exchangeable with the backtests', and a
@@ -264,31 +270,28 @@ def scale_sd(boot_sd, sigma_noise: float, misfit_sd: float, growth_per_dex: floa
     return np.sqrt(np.asarray(boot_sd, float) ** 2 + sigma_noise**2 + misfit_sd**2 + extrapolation**2)
 
 
-def fit_scale(e: np.ndarray, d: np.ndarray, s_boot: np.ndarray, sigma_noise: float) -> tuple[float, float, float]:
-    """(bias_per_dex, growth_per_dex, misfit_sd) by Gaussian maximum likelihood of
-    e ~ N(b d, s_boot^2 + sigma^2 + m^2 + (k d)^2)."""
+def fit_scale(e: np.ndarray, d: np.ndarray, s_boot: np.ndarray, sigma_noise: float) -> tuple[float, float]:
+    """(growth_per_dex, misfit_sd) by Gaussian maximum likelihood of e ~ N(0, s_boot^2 + sigma^2 + m^2 + (k d)^2)."""
     from scipy.optimize import minimize
 
     def nll(x):
-        b, k, m = x
+        k, m = x
         var = scale_sd(s_boot, sigma_noise, m, k, d) ** 2 + 1e-12
-        return float(np.sum(np.log(var) + (e - b * d) ** 2 / var))
+        return float(np.sum(np.log(var) + e**2 / var))
 
     spread = max(float(np.std(e)), 1e-4)
-    res = minimize(nll, [0.0, spread / max(float(np.mean(d)), 1e-3), spread / 2], method="L-BFGS-B",
-                   bounds=[(None, None), (0.0, None), (0.0, None)])
-    return float(res.x[0]), float(res.x[1]), float(res.x[2])
+    res = minimize(nll, [spread / max(float(np.mean(d)), 1e-3), spread / 2], method="L-BFGS-B",
+                   bounds=[(0.0, None), (0.0, None)])
+    return float(res.x[0]), float(res.x[1])
 
 
 def conformal_quantiles(z: np.ndarray, level: float) -> tuple[float, float]:
-    """Lower and upper score quantiles at split-conformal ranks; -inf/inf where n is too small for the rank."""
-    z = np.sort(np.asarray(z, float))
-    n, tail = len(z), (1 - level) / 2
-    hi_rank = math.ceil((n + 1) * (1 - tail))
-    lo_rank = math.floor((n + 1) * tail)
-    hi = float(z[hi_rank - 1]) if 1 <= hi_rank <= n else math.inf
-    lo = float(z[lo_rank - 1]) if 1 <= lo_rank <= n else -math.inf
-    return lo, hi
+    """(-q, q): q the split-conformal quantile of |z| at rank ceil((n + 1) level); infinite where n is too
+    small for the rank."""
+    a = np.sort(np.abs(np.asarray(z, float)))
+    rank = math.ceil((len(a) + 1) * level)
+    q = float(a[rank - 1]) if 1 <= rank <= len(a) else math.inf
+    return -q, q
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,7 @@ class PredictionInterval:
     high: float | None
     level: float
     where: Extrapolation
-    bias_corrected: float | None = None  # the point shifted by the backtests' bias at this distance
+    bias_corrected: float | None = None  # the point shifted by a law file's bias_per_dex (0 since 2026-12-01)
     sd_log: dict = field(default_factory=dict)  # the three components of the scale, in log loss
     beyond_backtests: bool = False  # farther out than any backtest: the scale model is extrapolated
     reason: str = ""
@@ -411,24 +414,24 @@ def calibrate(backtest: Backtest, sigma_noise: float, fitted: FittedRange, level
     top = float(d.max()) if len(d) else 0.0
     if n_folds < MIN_FOLDS:
         return Calibration(level, sigma_noise, 0.0, 0.0, -math.inf, math.inf, n_folds, len(e), top, fitted)
-    bias, growth, misfit = fit_scale(e, d, s_boot, sigma_noise)
-    z = (e - bias * d) / (scale_sd(s_boot, sigma_noise, misfit, growth, d) + 1e-12)
+    growth, misfit = fit_scale(e, d, s_boot, sigma_noise)
+    bias = 0.0  # centred on the law's prediction: a drift of the refits does not carry over (module docstring)
+    z = e / (scale_sd(s_boot, sigma_noise, misfit, growth, d) + 1e-12)
     lo, hi = conformal_quantiles(z, level)
     floor = float(student_t.ppf(1 - (1 - level) / 2, n_folds - 1))
     quantiles = CONFORMAL
     if math.isinf(lo) or math.isinf(hi):  # too few scores for the rank: parametric, said with every prediction
         quantiles = (f"Student-t ({n_folds - 1} degrees of freedom): {len(e)} backtest errors are too few for "
                      f"distribution-free conformal quantiles at {level:.0%} (they need {conformal_minimum(level)})")
-        lo, hi = (float(z.min()) if math.isinf(lo) else lo), (float(z.max()) if math.isinf(hi) else hi)
+        lo, hi = -float(np.abs(z).max()), float(np.abs(z).max())
     lo, hi = min(lo, -floor), max(hi, floor)
     return Calibration(level, sigma_noise, bias, growth, lo, hi, n_folds, len(e), top, fitted, quantiles=quantiles,
                        misfit_sd=misfit)
 
 
 def conformal_minimum(level: float) -> int:
-    """The fewest scores whose split-conformal ranks are both within n at `level` (39 at 95%)."""
-    tail = (1 - level) / 2
-    return next(n for n in range(1, 10**6) if math.floor((n + 1) * tail) >= 1 and math.ceil((n + 1) * (1 - tail)) <= n)
+    """The fewest scores whose split-conformal rank ceil((n + 1) level) is within n (19 at 95%)."""
+    return next(n for n in range(1, 10**6) if math.ceil((n + 1) * level) <= n)
 
 
 def calibrate_fit(
