@@ -46,10 +46,9 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
     train, test = table.subset(below), table.subset(~below)
     options, chosen = {}, "chinchilla"
     if form == "auto":  # chosen by the fitted runs' own backtests: the held-out runs are never seen
-        tables = {train.param_convention: train}
         try:
-            _, variant = auto.choose(tables, train.param_convention)
-            train, options, chosen = auto.chosen_table(tables, variant), variant.options, variant.name
+            train, options, choice = auto.pick({train.param_convention: train}, train.param_convention)
+            chosen = choice.chosen
         except UserError:  # too few runs to choose by backtest: the plain form, as `scaling fit` would need
             chosen = "chinchilla (too few runs for auto)"
     result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, ci_level=level, options=dict(options))

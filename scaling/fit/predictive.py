@@ -469,8 +469,7 @@ def leave_fold_out(backtest: Backtest, calibration: Calibration) -> np.ndarray:
             continue
         for i, h in enumerate(backtest.errors):
             if h.fold == fold:
-                z = (h.log_error - cal.bias_per_dex * h.where.distance_dex) / float(
-                    cal.scale(h.where.distance_dex, h.boot_sd))
+                z = h.log_error / float(cal.scale(h.where.distance_dex, h.boot_sd))  # centred: calibrate()
                 inside[i] = float(cal.score_low <= z <= cal.score_high)
     return inside
 
