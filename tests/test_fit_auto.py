@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 from helpers import scaling
 
-from scaling.fit import chinchilla
+from scaling.fit import auto, chinchilla
+from scaling.fit.data import runs_from_frame
+from scaling.fit.estimators import ESTIMATORS
+from scaling.fit.predictive import fold_masks
 from scaling.law import ChinchillaLaw, FittedLaw
 
 TRUE = ChinchillaLaw(E=1.9, A=450.0, B=1500.0, alpha=0.34, beta=0.31)
@@ -27,10 +30,13 @@ def isoflop_table(noise: float = 0.004, seed: int = 0, budgets=(1e17, 4e17, 1.6e
     return df
 
 
-def fit_auto(tmp_path, capsys, df: pd.DataFrame, *extra: str, name: str = "law.json"):
+def fit_auto(tmp_path, capsys, df: pd.DataFrame, *extra: str, name: str = "law.json", out: bool = True):
+    """`scaling fit --form auto` on the table; with `out`, a law file too (and so the nested backtests that
+    calibrate its prediction intervals: most of the time)."""
     csv = tmp_path / "runs.csv"
     df.to_csv(csv, index=False)
-    ran = scaling("fit", str(csv), "--form", "auto", "--out", str(tmp_path / name), *extra, capsys=capsys)
+    law = ("--out", str(tmp_path / name)) if out else ()
+    ran = scaling("fit", str(csv), "--form", "auto", *law, *extra, capsys=capsys)
     return ran, tmp_path / name
 
 
@@ -40,7 +46,7 @@ def test_auto_leaves_out_the_least_trained_runs_when_they_are_off_the_law(tmp_pa
     df = isoflop_table()
     per_param = df.tokens / df.params
     df.loc[per_param < per_param.quantile(0.25), "loss"] *= 1.08
-    ran, law_path = fit_auto(tmp_path, capsys, df)
+    ran, law_path = fit_auto(tmp_path, capsys, df, "--backtest")
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert "--form auto: chose drop-least-trained by mean absolute % error" in ran.stdout
     assert "* drop-least-trained" in ran.stdout and "  chinchilla" in ran.stdout and "tied" in ran.stdout
@@ -51,6 +57,13 @@ def test_auto_leaves_out_the_least_trained_runs_when_they_are_off_the_law(tmp_pa
     assert table["drop-least-trained"]["mae_pct"] < table["chinchilla"]["mae_pct"]
     assert any("least-trained quarter" in reason for reason in law.excluded)
     assert law.n_points == len(df) - sum(law.excluded.values())
+    # The intervals are calibrated on the choice redone in every fold of *all* the runs (nested), scoring the
+    # held-out runs the chosen variant leaves out too: a backtest of the chosen runs alone would score fewer.
+    assert "nested backtests" in law.calibration.method
+    assert "the --form auto choice redone on each fold's runs (nested backtests): drop-least-trained in" in ran.stdout
+    assert "not fitted" not in ran.stdout
+    held = [m for _, _, m in fold_masks(runs_from_frame(df))]
+    assert law.calibration.n_folds == len(held) and law.calibration.n_scores == sum(int(m.sum()) for m in held)
 
 
 def test_auto_counts_n_as_the_losses_do_when_the_table_has_the_columns(tmp_path, capsys):
@@ -61,31 +74,31 @@ def test_auto_counts_n_as_the_losses_do_when_the_table_has_the_columns(tmp_path,
     d_model = np.round((n_ne * 64 / 12) ** (1 / 3))
     df = df.assign(non_embedding_params=n_ne, d_model=d_model, vocab_size=VOCAB, params=n_ne + 2 * VOCAB * d_model,
                    loss=TRUE.loss(n_ne + VOCAB * d_model, df.tokens))
-    ran, law_path = fit_auto(tmp_path, capsys, df)
+    ran, _ = fit_auto(tmp_path, capsys, df, "--json", out=False)
     assert ran.returncode == 0, ran.stderr[-2000:]
-    law = FittedLaw.load(law_path)
-    assert law.form_choice["chosen"] == "N=non_embedding_with_head"
-    assert law.param_convention == "non_embedding_with_head"
-    assert {r["name"] for r in law.form_choice["table"]} >= {"N=non_embedding", "N=non_embedding_with_head"}
-    assert law.law.alpha == pytest.approx(TRUE.alpha, rel=1e-3)
+    law = json.loads(ran.stdout.splitlines()[-1])
+    assert law["form_choice"]["chosen"] == "N=non_embedding_with_head"
+    assert law["param_convention"] == "non_embedding_with_head"
+    assert {r["name"] for r in law["form_choice"]["table"]} >= {"N=non_embedding", "N=non_embedding_with_head"}
+    assert law["alpha"] == pytest.approx(TRUE.alpha, rel=1e-3)
 
 
 def test_auto_is_deterministic_given_the_seed_and_json_carries_the_table(tmp_path, capsys):
+    """Two runs, the same choice, table and bootstrap interval. (Without --out: the law file's intervals are
+    the nested backtests' in the test above; here the choice is the point.)"""
     df = isoflop_table(seed=3)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    runs = [fit_auto(tmp_path / d, capsys, df, "--bootstrap", "20", "--seed", "7", "--json")[0] for d in ("a", "b")]
+    runs = [fit_auto(tmp_path / d, capsys, df, "--bootstrap", "20", "--seed", "7", "--json", out=False)[0]
+            for d in ("a", "b")]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     one, two = (json.loads(r.stdout.splitlines()[-1]) for r in runs)
-    assert one["form_choice"] == two["form_choice"] and one["ci"] == two["ci"]
-    laws = [json.loads((tmp_path / d / "law.json").read_text()) for d in ("a", "b")]
-    for law in laws:
-        law["rows"].pop("source")  # the CSVs' paths: the only difference
-    assert laws[0] == laws[1]
-    law = laws[0]
-    assert law["form_choice"]["chosen"] == one["form_choice"]["chosen"]
-    assert law["fit_options"]["form"] == "chinchilla"  # what was fitted: the chosen variant of the form
-    assert len(law["form_choice"]["folds"]) >= 2
+    for run in (one, two):
+        run.pop("seconds")
+    assert one == two
+    assert one["form"] == "chinchilla"  # what was fitted: the chosen variant of the form
+    assert one["form_choice"]["chosen"] in {r["name"] for r in one["form_choice"]["table"]}
+    assert len(one["form_choice"]["folds"]) >= 2
 
 
 def test_auto_with_too_few_runs_to_backtest_is_a_one_line_error(tmp_path, capsys):
@@ -121,9 +134,6 @@ TINY_SEED1 = pd.DataFrame({
 
 
 def test_a_variant_whose_refits_run_away_is_not_comparable_and_never_chosen():
-    from scaling.fit import auto
-    from scaling.fit.data import runs_from_frame
-
     table = runs_from_frame(TINY_SEED1)
     choice, variant = auto.choose({"total": table}, "total")
     scores = {s.name: s for s in choice.scores}
@@ -131,3 +141,24 @@ def test_a_variant_whose_refits_run_away_is_not_comparable_and_never_chosen():
     chosen = scores[choice.chosen]
     assert chosen.mae_pct is not None and np.isfinite(chosen.mae_pct) and variant.name == choice.chosen
     assert all(s.mae_pct is None or s.mae_pct >= chosen.mae_pct for s in choice.scores)
+
+
+def test_nested_backtests_redo_the_choice_per_fold_and_fall_back_where_a_fold_is_too_small():
+    """18 runs: the full table chooses, and so do the folds that keep enough runs; the fold that keeps 9
+    runs cannot, is refitted with the full fit's choice, and says so, as does the calibration's method."""
+    table = runs_from_frame(isoflop_table(budgets=(1e17, 4e17, 1.6e18)))
+    tables = {"total": table}
+    choice, variant = auto.choose(tables, "total")
+    law = ESTIMATORS["chinchilla"].point(auto.chosen_table(tables, variant), None, dict(variant.options)).law
+    cal, bt = auto.calibrate_choice(tables, "total", choice, law, auto.chosen_table(tables, variant), n_boot=0)
+    masks = fold_masks(table)
+    assert [f.name for f in bt.folds] == [name for name, _, _ in masks] and all(f.refused is None for f in bt.folds)
+    fell_back = [f for f in bt.folds if auto.NOT_REDONE in f.variant]
+    redone = [f for f in bt.folds if auto.NOT_REDONE not in f.variant]
+    assert fell_back and redone
+    assert all(f.variant.startswith(choice.chosen) for f in fell_back)
+    for f in redone:  # the choice made on the fold's own runs, as `choose` makes it there
+        held = next(m for name, _, m in masks if name == f.name)
+        assert f.variant == auto.choose({"total": table.subset(~held)}, "total", choice.refits)[0].chosen
+    assert f"in {len(redone)} of {len(bt.folds)} folds" in cal.method
+    assert cal.n_scores == sum(int(m.sum()) for _, _, m in masks)  # every held-out run, the dropped ones too

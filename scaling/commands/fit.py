@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if at_flops == []:
         raise UserError(f"--at-flops: no budgets in {args.at_flops!r}; give sizes such as 1e21,1e22")
     reference_specs = _reference_specs(args)  # a malformed flag is refused before the fit's work
-    table, form, options, choice = _table_and_form(args)
+    table, form, options, choice, tables = _table_and_form(args)
     result = fit_runs(
         table,
         form,
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     folds = backtest(table, form, options) if args.backtest else None
     coverage = None
     if (args.out or args.backtest) and isinstance(result.law, ChinchillaLaw):
-        result, coverage = _calibrated(result, table, form, args, options)
+        result, coverage = _calibrated(result, table, form, args, options, tables, choice)
         law = law_for_file(result) if args.out else None
     references = _evaluate_references(reference_specs, table.param_convention, args)
     report = FitReport(result, folds, coverage if args.backtest else None, references, choice)
@@ -149,17 +150,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table_and_form(args) -> tuple:
-    """(table, form, options, AutoChoice or None): as given, or for --form auto the variant its backtest
-    chose (scaling.fit.auto), its runs in its convention and its estimator options."""
+    """(table, form, options, AutoChoice or None, the tables per count of N or None): as given, or for
+    --form auto the variant its backtest chose (scaling.fit.auto), its runs in its convention, its estimator
+    options, and the tables it chose among (its intervals redo the choice in every backtest fold)."""
     from scaling.fit.data import load_runs
 
     if args.form != "auto":
         table = load_runs(args.src, args.param_convention)
-        return table, args.form, {"irreducible": True} if args.irreducible else {}, None
+        return table, args.form, {"irreducible": True} if args.irreducible else {}, None, None
     from scaling.fit import auto
 
-    table, options, choice = auto.pick(auto.convention_tables(args.src, args.param_convention), args.param_convention)
-    return table, "chinchilla", options, choice
+    tables = auto.convention_tables(args.src, args.param_convention)
+    table, options, choice = auto.pick(tables, args.param_convention)
+    return table, "chinchilla", options, choice, tables
 
 
 def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:
@@ -173,16 +176,22 @@ def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:
     return result if training is None else replace(result, sweep_training=training)
 
 
-def _calibrated(result: FittedLaw, table, form: str, args, options: dict) -> tuple[FittedLaw, CoverageReport]:
-    """The law with its prediction-interval calibration (rolling-origin backtests of these runs), and how
-    the calibrated intervals covered the held-out folds. Fold refits bootstrap only when the fit does, so
-    that parameter uncertainty is counted the same way in the backtests and at the target."""
+def _calibrated(result: FittedLaw, table, form: str, args, options: dict, tables: dict | None,
+                choice: AutoChoice | None) -> tuple[FittedLaw, CoverageReport]:
+    """The law with its prediction-interval calibration (rolling-origin backtests of these runs; for --form
+    auto, of the choice itself: `tables` are what it chose among), and how the calibrated intervals covered
+    the held-out folds. Fold refits bootstrap only when the fit does, so that parameter uncertainty is
+    counted the same way in the backtests and at the target."""
     from dataclasses import replace
 
-    from scaling.fit import predictive
+    from scaling.fit import auto, predictive
 
     n_boot = predictive.FOLD_BOOTSTRAP if args.bootstrap > 0 else 0
-    cal, bt = predictive.calibrate_fit(table, result.law, form, options, args.ci, n_boot, args.seed)
+    if tables is not None:
+        cal, bt = auto.calibrate_choice(tables, args.param_convention, choice, result.law, table, args.ci, n_boot,
+                                        args.seed)
+    else:
+        cal, bt = predictive.calibrate_fit(table, result.law, form, options, args.ci, n_boot, args.seed)
     return replace(result, calibration=cal), predictive.coverage_report(bt, cal)
 
 
@@ -401,4 +410,8 @@ def format_coverage(c: CoverageReport) -> str:
         lines.append(f"  {span:<20} {r['n']:>6}   {r['mean_error_pct']:+9.2f}%   {r['mean_abs_error_pct']:10.2f}%"
                      f"   {inside:>6}")
     lines.extend(f"  fold {f.name}: not fitted ({f.refused})" for f in c.folds if f.refused)
+    chosen = Counter(f.variant for f in c.folds if f.variant and not f.refused)
+    if chosen:  # --form auto: the choice redone in every fold, so the intervals count its own errors
+        lines.append("  the --form auto choice redone on each fold's runs (nested backtests): "
+                     + ", ".join(f"{name} in {n}" for name, n in chosen.most_common()))
     return "\n".join(lines)

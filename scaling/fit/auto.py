@@ -16,6 +16,19 @@ held-out runs, and scored by the mean absolute % error of the held-out losses, o
 could fit. The lowest wins; a tie goes to the simpler variant (the order below). Nothing is random: the same
 table gives the same choice (--seed moves only the bootstrap).
 
+The chosen fit's prediction intervals (`calibrate_choice`) are calibrated on nested backtests: in every
+rolling-origin fold of all the runs the choice is made again on that fold's runs alone, and the variant it
+picks predicts the fold's held-out runs. The chosen variant's own backtest would be optimistic: it won on
+those folds. On Epoch's points, fitted below the 0.4, 0.6 and 0.7 quantiles of compute, its own backtest's
+intervals held 79.9%, 87.5% and 94.4% of the larger runs; the nested ones hold 98.6%, 94.8% and 97.2%, at
+6.0%, 4.1% and 4.7% of the loss wide (benchmarks/interval_coverage.py --form auto, 2026-12-01). The price is
+width where the choice is unstable: Gadre et al.'s C4 runs, fitted on 31 runs, chose tied exponents, but
+folds of 16-24 runs chose other variants that missed by 8-9%, and the intervals are 29% wide, not 14%.
+The one-standard-error rule (the first variant below within one standard error, over folds, of the best;
+Hastie, Tibshirani & Friedman 2009, section 7.10), to steady the choice, was tried and left out: Li et
+al.'s nested intervals narrowed from 10.0% to 6.6%, but Gadre et al.'s RedPajama ones widened from 17.2%
+to 38.9% (measured before small folds fell back to the full fit's choice).
+
 Folds along D (the largest token budgets held out) were tried and left out (2026-12-01). On the `small`
 grid's sweeps they kept the choice off variants that miss a longer run of a fitted size (9.7% and 8.2% off
 the 800K-token runs without them, 2.4% with), but on published sweeps they chose worse: Gadre et al.'s runs
@@ -30,10 +43,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from gptcore.errors import UserError
+from scaling.fit import predictive
 from scaling.fit.data import RunTable
 from scaling.fit.estimators import ESTIMATORS
 from scaling.fit.fitting import check_table
-from scaling.fit.predictive import MIN_FOLDS, fold_masks
+from scaling.fit.predictive import MIN_FOLDS, Backtest, Calibration, Fold, fold_masks
 
 CRITERION = "mean absolute % error of held-out losses on rolling-origin backtests (folds every variant fitted)"
 BACKTEST_KEEP = 32  # starts carried to convergence in a fold's refit: the grid's best 32 after 10 steps
@@ -96,6 +110,7 @@ class AutoChoice:
     scores: list[VariantScore]
     folds: list[str]
     criterion: str = CRITERION
+    refits: dict = field(default_factory=dict, repr=False, compare=False)  # the backtests' fits, for reuse
 
     @property
     def variant(self) -> VariantScore:
@@ -106,29 +121,49 @@ class AutoChoice:
                 "table": [asdict(s) for s in self.scores]}
 
 
-def _fold_errors(v: Variant, table: RunTable, masks) -> dict[str, np.ndarray | str]:
+Refits = dict  # (variant name, run ids fitted) -> law, or why the refit was refused
+
+
+def refit(v: Variant, train: RunTable, cache: Refits | None = None):
+    """The variant fitted on `train` (its own rows of it) from the full start grid, or why it was refused.
+    The nested backtests meet the same runs again and again (a fold's inner cuts are other folds' cuts):
+    the fit is deterministic in its runs, so `cache` keeps each one."""
+    train = train.subset(v.keep(train))
+    key = (v.name, tuple(train.run_id))
+    if cache is not None and key in cache:
+        return cache[key]
+    try:
+        check_table(train, "chinchilla")
+        law = ESTIMATORS["chinchilla"].point(train, None, {**v.options, "keep": BACKTEST_KEEP}).law
+    except UserError as e:
+        law = str(e)
+    if law is None:
+        law = "the refit has a zero term and predicts no loss"
+    if cache is not None:
+        cache[key] = law
+    return law
+
+
+def _fold_errors(v: Variant, table: RunTable, masks, cache: Refits | None) -> dict[str, np.ndarray | str]:
     """Per fold: the held-out runs' % errors (predicted - actual) / actual, or why the refit was refused."""
     out: dict[str, np.ndarray | str] = {}
-    options = {**v.options, "keep": BACKTEST_KEEP}
     for name, _, held in masks:
-        train = table.subset(~held)
-        train = train.subset(v.keep(train))
-        try:
-            check_table(train, "chinchilla")
-            law = ESTIMATORS["chinchilla"].point(train, None, options).law
-        except UserError as e:
-            out[name] = str(e)
+        law = refit(v, table.subset(~held), cache)
+        if isinstance(law, str):
+            out[name] = law
             continue
         pred = law.loss(table.params[held], table.tokens[held])
         out[name] = 100 * (pred - table.loss[held]) / table.loss[held]
     return out
 
 
-def choose(tables: dict[str, RunTable], base: str) -> tuple[AutoChoice, Variant]:
-    """Backtest every variant the tables allow (one table per convention, rows aligned) and pick the best."""
+def choose(tables: dict[str, RunTable], base: str, cache: Refits | None = None) -> tuple[AutoChoice, Variant]:
+    """Backtest every variant the tables allow (one table per convention, rows aligned) and pick the best.
+    `cache`: refits to reuse and add to (a new one if None), kept in the choice as `refits`."""
+    cache = {} if cache is None else cache
     masks = fold_masks(tables[base])
     candidates = variants(base, list(tables))
-    errors = {v.name: _fold_errors(v, tables[v.convention], masks) for v in candidates}
+    errors = {v.name: _fold_errors(v, tables[v.convention], masks, cache) for v in candidates}
     fitted = {n: {f for f, e in errs.items() if not isinstance(e, str)} for n, errs in errors.items()}
     common = set.intersection(*(f for f in fitted.values() if f)) if any(fitted.values()) else set()
     if len(common) < MIN_FOLDS:
@@ -155,7 +190,7 @@ def choose(tables: dict[str, RunTable], base: str) -> tuple[AutoChoice, Variant]
         raise UserError("--form auto: no variant's backtest refits predict finite losses on these runs "
                         f"({scores[0].refused}); name a --form, or add sizes or budgets")
     best = min(comparable, key=lambda s: s.mae_pct)  # first of equals
-    choice = AutoChoice(best.name, scores, [f for f, _, _ in masks if f in common])
+    choice = AutoChoice(best.name, scores, [f for f, _, _ in masks if f in common], refits=cache)
     return choice, next(v for v in candidates if v.name == best.name)
 
 
@@ -194,3 +229,59 @@ def chosen_table(tables: dict[str, RunTable], variant: Variant) -> RunTable:
     out = table.subset(keep)
     out.excluded[variant.dropped_reason()] = int((~keep).sum())
     return out
+
+
+# --- the intervals of the chosen variant: nested backtests --------------------------------------------------
+
+NESTED = "the --form auto choice redone on each fold's own runs (nested backtests; Varma & Simon 2006)"
+NOT_REDONE = "the full fit's choice: too few runs to redo it"
+
+
+def nested_backtest(tables: dict[str, RunTable], base: str, fallback: Variant,
+                    n_boot: int = predictive.FOLD_BOOTSTRAP, seed: int = 0,
+                    cache: Refits | None = None) -> Backtest:
+    """The rolling-origin folds of `tables[base]`, each refitted with the variant that `choose` picks on that
+    fold's runs alone (its own inner folds), and scored on all its held-out runs.
+
+    Why not the chosen variant's own backtest: it won on those very folds, so its errors there are the
+    smallest of several draws (the selection bias of Varma & Simon 2006, "Bias in error estimation when
+    using cross-validation for model selection"; Cawley & Talbot 2010). Redoing the choice inside every fold
+    scores the whole procedure, choice included, as the target will meet it. A fold whose runs are too few
+    to choose on (a dozen runs leave inner folds of 3-6) is refitted with `fallback`, the full fit's choice,
+    and says so: its error is then that of a variant chosen with its held-out runs in view, and a table whose
+    folds are all such is backtested as before nesting. `cache`: refits already made on these tables.
+    """
+    folds, errors, cache = [], [], {} if cache is None else cache
+    for i, (name, kind, held) in enumerate(fold_masks(tables[base])):
+        inner = {c: t.subset(~held) for c, t in tables.items()}
+        fold = Fold(name, kind, int((~held).sum()), int(held.sum()))
+        folds.append(fold)
+        try:
+            variant = choose(inner, base, cache)[1]
+            fold.variant = variant.name
+        except UserError:
+            variant = fallback
+            fold.variant = f"{fallback.name} ({NOT_REDONE})"
+        law = refit(variant, inner[variant.convention], cache)
+        if isinstance(law, str):
+            fold.refused = f"the {variant.name} refit: {law}"
+            continue
+        train, test = chosen_table(inner, variant), tables[variant.convention].subset(held)
+        spread = predictive.fold_spread(train, law, test, n_boot, seed + i, bool(variant.options.get("tie_exponents")))
+        errors += predictive.held_out_errors(name, train, law, test, spread)
+    return Backtest(folds, errors)
+
+
+def calibrate_choice(tables: dict[str, RunTable], base: str, choice: AutoChoice, law, table: RunTable,
+                     level: float = 0.95, n_boot: int = predictive.FOLD_BOOTSTRAP,
+                     seed: int = 0) -> tuple[Calibration, Backtest]:
+    """The prediction-interval calibration of a --form auto fit (`law`, the `choice` fitted on its `table`):
+    the scale model and quantiles of its nested backtests, the noise and fitted range of the fit itself."""
+    from dataclasses import replace
+
+    chosen = next(v for v in variants(base, list(tables)) if v.name == choice.chosen)
+    bt = nested_backtest(tables, base, chosen, n_boot, seed, choice.refits)
+    cal = predictive.calibrate(bt, predictive.residual_spread(law, table), predictive.FittedRange.of(table), level)
+    fitted = [f for f in bt.folds if f.refused is None]
+    redone = sum(NOT_REDONE not in (f.variant or "") for f in fitted)
+    return replace(cal, method=f"{cal.method}; {NESTED}, in {redone} of {len(fitted)} folds"), bt

@@ -133,6 +133,7 @@ class Fold:
     n_train: int
     n_test: int
     refused: str | None = None  # why this fold could not be refitted
+    variant: str | None = None  # --form auto's nested backtests: the variant chosen on this fold's runs
 
 
 @dataclass
@@ -245,20 +246,18 @@ def run_backtest(
         if law is None:
             fold.refused = "the refit has a zero term and predicts no loss"
             continue
-        pred = law.loss(test.params, test.tokens)
         spread = fold_spread(train, law, test, n_boot, seed + i, bool((options or {}).get("tie_exponents")))
-        rng = FittedRange.of(train)
-        for j in range(len(test)):
-            errors.append(
-                HeldOutError(
-                    name,
-                    str(test.run_id[j]),
-                    float(np.log(pred[j]) - np.log(test.loss[j])),
-                    float(spread[j]),
-                    rng.where(test.params[j], test.tokens[j], test.flops[j]),
-                )
-            )
+        errors += held_out_errors(name, train, law, test, spread)
     return Backtest(folds, errors)
+
+
+def held_out_errors(fold: str, train: RunTable, law: ChinchillaLaw, test: RunTable,
+                    spread: np.ndarray) -> list[HeldOutError]:
+    """A fold's held-out runs scored against the law refitted on `train`, their distance beyond it."""
+    pred = law.loss(test.params, test.tokens)
+    rng = FittedRange.of(train)
+    return [HeldOutError(fold, str(test.run_id[j]), float(np.log(pred[j]) - np.log(test.loss[j])), float(spread[j]),
+                         rng.where(test.params[j], test.tokens[j], test.flops[j])) for j in range(len(test))]
 
 
 # --- calibration --------------------------------------------------------------------------------------------
