@@ -46,12 +46,16 @@ def holdout(tables: dict[str, RunTable], base: str, held: np.ndarray, bootstrap:
             form: str = "chinchilla") -> dict:
     """Fit on the runs not held (form "auto": the variant chosen on them alone); predict the held-out runs."""
     train, options, chosen = tables[base].subset(~held), {}, "chinchilla"
+    fitted = {c: t.subset(~held) for c, t in tables.items()}
     if form == "auto":
-        train, options, choice = auto.pick({c: t.subset(~held) for c, t in tables.items()}, base)
+        train, options, choice = auto.pick(fitted, base)
         chosen = choice.chosen
     table = tables[train.param_convention]  # the held-out runs' N counted as the chosen variant counts it
     result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, options=dict(options))
-    cal, _ = predictive.calibrate_fit(train, result.law, options=dict(options), seed=seed)  # as `fit --out`
+    if form == "auto":  # as `fit --form auto --out`: the choice redone in every backtest fold
+        cal, _ = auto.calibrate_choice(fitted, base, choice, result.law, train, seed=seed)
+    else:  # as `fit --out`
+        cal, _ = predictive.calibrate_fit(train, result.law, options=dict(options), seed=seed)
     law = dataclasses.replace(law_for_file(result), calibration=cal)
     rows = []
     for i in np.flatnonzero(held):

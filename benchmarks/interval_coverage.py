@@ -5,6 +5,7 @@
     python benchmarks/interval_coverage.py --bootstrap 200 --fold-bootstrap 30 --seed 0
     python benchmarks/interval_coverage.py --split 0.4 --split 0.5 --split 0.6 --split 0.7
     python benchmarks/interval_coverage.py --no-epoch --csv rpj=published_runs.csv  # with a held_out column
+    python benchmarks/interval_coverage.py --no-epoch --synthetic 10 --form auto  # a known law, 2 grids
 
 Each dataset is split at its median compute (or at each `--split Q` quantile of compute): the Chinchilla law
 is fitted (Approach 3, bootstrap) on the runs below, its prediction intervals are calibrated by backtests on
@@ -15,7 +16,10 @@ mean signed error (predicted - actual) / actual, and for comparison the share in
 (parameter) interval, which is what `scaling predict` printed before. `--csv NAME=PATH` adds a run CSV or a
 sweep directory (the demo's sweep, the `small` grid study's sweep); a CSV with a boolean `held_out` column
 (a published sweep's own extrapolation targets) is split there instead: fit on the runs not held out, predict
-the rest. The last line of stdout is one JSON object.
+the rest. `--form auto` fits the variant `scaling fit --form auto` chooses on the fitted runs, its
+intervals calibrated as that command calibrates them (the choice redone in every backtest fold).
+`--synthetic DRAWS` first draws sweeps from a known law (two grids) and reports the same coverage there.
+The last line of stdout is one JSON object.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import pandas as pd
 
 from gptcore.errors import UserError
 from scaling.fit import auto, predictive
-from scaling.fit.data import RunTable, epoch_chinchilla_table, load_runs, runs_from_frame
+from scaling.fit.data import RunTable, epoch_chinchilla_table, load_runs, runs_from_frame, synthetic_grid
 from scaling.fit.fitting import fit_runs
+from scaling.law import ChinchillaLaw
 
 EPOCH_CSV = Path(__file__).resolve().parents[1] / "analysis" / "data" / "epoch_chinchilla" / "svg_extracted_data.csv"
 
@@ -44,16 +49,20 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
     t0 = time.perf_counter()
     below = table.flops <= np.quantile(table.flops, split) if held_out is None else ~held_out
     train, test = table.subset(below), table.subset(~below)
-    options, chosen = {}, "chinchilla"
+    options, chosen, fitted = {}, "chinchilla", {train.param_convention: train}
     if form == "auto":  # chosen by the fitted runs' own backtests: the held-out runs are never seen
         try:
-            train, options, choice = auto.pick({train.param_convention: train}, train.param_convention)
+            train, options, choice = auto.pick(fitted, train.param_convention)
             chosen = choice.chosen
         except UserError:  # too few runs to choose by backtest: the plain form, as `scaling fit` would need
-            chosen = "chinchilla (too few runs for auto)"
+            chosen, form = "chinchilla (too few runs for auto)", "chinchilla"
     result = fit_runs(train, "chinchilla", bootstrap=bootstrap, seed=seed, ci_level=level, options=dict(options))
-    cal, bt = predictive.calibrate_fit(train, result.law, options=dict(options), level=level, n_boot=fold_bootstrap,
-                                       seed=seed, warm=warm)
+    if form == "auto":  # as `scaling fit --form auto` calibrates: the choice redone in every backtest fold
+        cal, bt = auto.calibrate_choice(fitted, train.param_convention, choice, result.law, train, level,
+                                        fold_bootstrap, seed)
+    else:
+        cal, bt = predictive.calibrate_fit(train, result.law, options=dict(options), level=level,
+                                           n_boot=fold_bootstrap, seed=seed, warm=warm)
     losses = result.bootstrap_losses(test.params, test.tokens)
     boot_sd = predictive.log_spread(losses)
     tail = 100 * (1 - level) / 2
@@ -89,6 +98,28 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
     }
 
 
+SYNTHETIC_LAW = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)  # Epoch's refit
+SYNTHETIC_GRIDS = {"6 sizes x 6 token ratios": (6, 6), "4 sizes x 4 token ratios": (4, 4)}
+
+
+def synthetic(draws: int, bootstrap: int, fold_bootstrap: int, form: str, split: float = 0.7) -> None:
+    """Coverage against a known law: `draws` sweeps of each grid (scaling.fit.data.synthetic_grid), fitted at
+    or below the `split` quantile of compute, every larger run predicted."""
+    for label, (sizes, ratios) in SYNTHETIC_GRIDS.items():
+        inside = held = 0
+        widths, chosen = [], set()
+        for seed in range(draws):
+            r = evaluate(synthetic_grid(SYNTHETIC_LAW, seed, sizes=sizes, ratios=ratios), bootstrap, fold_bootstrap,
+                         seed, split=split, form=form)
+            inside += round(r["coverage"] * r["n_held_out"])
+            held += r["n_held_out"]
+            widths.append(r["median_width_pct"])
+            chosen.add(r["variant"])
+        print(f"synthetic, {label}, {draws} draws, fit at or below the {split:g} quantile of compute: "
+              f"{inside} of {held} larger runs ({100 * inside / held:.1f}%) inside the 95% prediction interval, "
+              f"median width {np.median(widths):.2f}% of the loss; form {', '.join(sorted(chosen))}", flush=True)
+
+
 def _share(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
@@ -122,7 +153,11 @@ def main() -> None:
                     help="fit at or below this quantile of compute (repeatable; default 0.5, the median)")
     ap.add_argument("--grid-refits", action="store_true",
                     help="refit each backtest fold from the full start grid (default: from the fit's params)")
+    ap.add_argument("--synthetic", type=int, default=0, metavar="DRAWS",
+                    help="also DRAWS synthetic sweeps of two grids from a known law (0: none)")
     args = ap.parse_args()
+    if args.synthetic:
+        synthetic(args.synthetic, args.bootstrap, args.fold_bootstrap, args.form)
     tables = {} if args.no_epoch else {"epoch_chinchilla": runs_from_frame(epoch_chinchilla_table(EPOCH_CSV))}
     splits = {}
     for spec in args.csv:

@@ -11,7 +11,7 @@ import pytest
 
 from gptcore.errors import UserError
 from scaling.fit import chinchilla, predictive
-from scaling.fit.data import RunTable
+from scaling.fit.data import RunTable, synthetic_grid
 from scaling.fit.fitting import fit_runs
 from scaling.law import PARAM_NAMES, ChinchillaLaw
 
@@ -20,11 +20,7 @@ TRUE = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)  
 
 def grid_table(seed: int, noise: float = 0.008, sizes: int = 6, ratios: int = 6) -> RunTable:
     """Sizes 1e7..1e9 times 4..128 tokens per parameter, losses from TRUE times lognormal noise."""
-    rng = np.random.default_rng(seed)
-    n = np.repeat(np.geomspace(1e7, 1e9, sizes), ratios)
-    d = n * np.tile(np.geomspace(4, 128, ratios), sizes)
-    loss = TRUE.loss(n, d) * np.exp(rng.normal(0, noise, len(n)))
-    return RunTable(n, d, 6 * n * d, loss, np.array([f"r{i}" for i in range(len(n))]))
+    return synthetic_grid(TRUE, seed, noise, sizes, ratios)
 
 
 def warm_point(law: ChinchillaLaw):

@@ -232,3 +232,15 @@ def epoch_chinchilla_table(path: str | Path, drop_highest: int = 5) -> pd.DataFr
             "reason": reason,
         }
     )
+
+
+def synthetic_grid(law, seed: int, noise: float = 0.008, sizes: int = 6, ratios: int = 6) -> RunTable:
+    """A sweep drawn from a known law, to check intervals against a ground truth (tests/test_predictive.py,
+    benchmarks/interval_coverage.py --synthetic): sizes 1e7..1e9 times 4..128 tokens per parameter, the
+    law's loss times lognormal noise of `noise` in log loss (0.8%: about the seed-to-seed spread of the
+    `small` grid's runs)."""
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(1e7, 1e9, sizes), ratios)
+    d = n * np.tile(np.geomspace(4, 128, ratios), sizes)
+    loss = law.loss(n, d) * np.exp(rng.normal(0, noise, len(n)))
+    return RunTable(n, d, 6 * n * d, loss, np.array([f"r{i}" for i in range(len(n))]))
