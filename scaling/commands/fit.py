@@ -35,7 +35,8 @@ def register(subparsers) -> None:
         help="chinchilla (Hoffmann Approach 3, default), vpnls (variable projection), isoflop "
         "(Approach 2), envelope (Approach 1), kaplan (L(N), L(D), L(C) power laws), or auto: the Chinchilla "
         "variant (plain, tied exponents, smallest or least-trained runs left out, another count of N) with the "
-        "lowest error on rolling-origin backtests of these runs, printed with the table behind the choice",
+        "lowest error on rolling-origin backtests of these runs, printed with the table behind the choice (its "
+        "prediction intervals redo the choice in every backtest fold: nested)",
     )
     p.add_argument(
         "--bootstrap", type=int, default=0, metavar="K", help="bootstrap refits for intervals (0: none)"
