@@ -25,6 +25,7 @@ The last line of stdout is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
     t0 = time.perf_counter()
     below = table.flops <= np.quantile(table.flops, split) if held_out is None else ~held_out
     train, test = table.subset(below), table.subset(~below)
-    options, chosen, fitted = {}, "chinchilla", {train.param_convention: train}
+    options, chosen, fitted, nested = {}, "chinchilla", {train.param_convention: train}, None
     if form == "auto":  # chosen by the fitted runs' own backtests: the held-out runs are never seen
         try:
             train, options, choice = auto.pick(fitted, train.param_convention)
@@ -60,6 +61,7 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
     if form == "auto":  # as `scaling fit --form auto` calibrates: the choice redone in every backtest fold
         cal, bt = auto.calibrate_choice(fitted, train.param_convention, choice, result.law, train, level,
                                         fold_bootstrap, seed)
+        nested = auto.score_nested(fitted, train.param_convention, bt, choice)
     else:
         cal, bt = predictive.calibrate_fit(train, result.law, options=dict(options), level=level,
                                            n_boot=fold_bootstrap, seed=seed, warm=warm)
@@ -94,6 +96,7 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
         "backtest_coverage_leave_fold_out": (
             float(np.nanmean(inside_folds)) if np.isfinite(inside_folds).any() else None
         ),
+        "nested": None if nested is None else dataclasses.asdict(nested),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -186,6 +189,9 @@ def main() -> None:
                          else f"{100 * r['coverage_within_backtests']:.1f}%"))
             print(f"  error: mean |error| {r['mean_abs_error_pct']:.2f}%, mean {r['mean_error_pct']:+.2f}%  "
                   f"({r['backtest_folds']} backtest folds, {r['seconds']} s)")
+            if r["nested"]:
+                print(f"  the choice redone per fold (nested): mean |error| {r['nested']['mae_pct']:.2f}% on "
+                      f"{r['nested']['n_scored']} backtest runs, the plain form {r['nested']['plain_mae_pct']:.2f}%")
     print(json.dumps(out))
 
 

@@ -64,6 +64,14 @@ def test_auto_leaves_out_the_least_trained_runs_when_they_are_off_the_law(tmp_pa
     assert "not fitted" not in ran.stdout
     held = [m for _, _, m in fold_masks(runs_from_frame(df))]
     assert law.calibration.n_folds == len(held) and law.calibration.n_scores == sum(int(m.sum()) for m in held)
+    # The choice scored as a procedure beside the plain form, on the same folds and runs, printed and kept.
+    nested = law.form_choice["nested"]
+    assert nested["folds"] == len(held) and nested["n_scored"] == law.calibration.n_scores
+    assert (f"(nested backtests, {len(held)} folds): {nested['mae_pct']:.2f}% mean |error| on {nested['n_scored']} "
+            f"held-out runs; the plain form on the same runs: {nested['plain_mae_pct']:.2f}%") in ran.stdout
+    # Not the choice's own score, which was on the folds it won (the plain form lost there).
+    assert nested["mae_pct"] != pytest.approx(table["drop-least-trained"]["mae_pct"], rel=1e-3)
+    assert ("consider --form chinchilla" in ran.stdout) == (nested["plain_mae_pct"] < nested["mae_pct"])
 
 
 def test_auto_counts_n_as_the_losses_do_when_the_table_has_the_columns(tmp_path, capsys):

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     folds = backtest(table, form, options) if args.backtest else None
     coverage = None
     if (args.out or args.backtest) and isinstance(result.law, ChinchillaLaw):
-        result, coverage = _calibrated(result, table, form, args, options, tables, choice)
+        result, coverage, choice = _calibrated(result, table, form, args, options, tables, choice)
         law = law_for_file(result) if args.out else None
     references = _evaluate_references(reference_specs, table.param_convention, args)
     report = FitReport(result, folds, coverage if args.backtest else None, references, choice)
@@ -178,22 +178,25 @@ def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:
 
 
 def _calibrated(result: FittedLaw, table, form: str, args, options: dict, tables: dict | None,
-                choice: AutoChoice | None) -> tuple[FittedLaw, CoverageReport]:
+                choice: AutoChoice | None) -> tuple[FittedLaw, CoverageReport, AutoChoice | None]:
     """The law with its prediction-interval calibration (rolling-origin backtests of these runs; for --form
     auto, of the choice itself: `tables` are what it chose among), and how the calibrated intervals covered
     the held-out folds. Fold refits bootstrap only when the fit does, so that parameter uncertainty is
-    counted the same way in the backtests and at the target."""
+    counted the same way in the backtests and at the target. --form auto: the choice comes back with its
+    nested score (the procedure's error beside the plain form's), also in the law's form_choice."""
     from dataclasses import replace
 
     from scaling.fit import auto, predictive
 
     n_boot = predictive.FOLD_BOOTSTRAP if args.bootstrap > 0 else 0
-    if tables is not None:
-        cal, bt = auto.calibrate_choice(tables, args.param_convention, choice, result.law, table, args.ci, n_boot,
-                                        args.seed)
-    else:
+    if tables is None:
         cal, bt = predictive.calibrate_fit(table, result.law, form, options, args.ci, n_boot, args.seed)
-    return replace(result, calibration=cal), predictive.coverage_report(bt, cal)
+        return replace(result, calibration=cal), predictive.coverage_report(bt, cal), None
+    cal, bt = auto.calibrate_choice(tables, args.param_convention, choice, result.law, table, args.ci, n_boot,
+                                    args.seed)
+    choice = replace(choice, nested=auto.score_nested(tables, args.param_convention, bt, choice))
+    result = replace(result, calibration=cal, form_choice=choice.to_json())
+    return result, predictive.coverage_report(bt, cal), choice
 
 
 def _reference_specs(args) -> list[tuple[str, str, str]]:
@@ -370,6 +373,13 @@ def format_choice(c: AutoChoice) -> str:
         head = f"  {mark} {s.name:<30}{s.convention:<26}{s.folds_fitted:>6}"
         lines.append(f"{head}  not comparable: {s.refused}" if s.mae_pct is None else
                      f"{head}{s.n_scored:>6}{s.mae_pct:>7.2f}%{s.mean_error_pct:>+8.2f}%{s.max_abs_error_pct:>7.2f}%")
+    n = c.nested
+    if n is not None:  # the choice as a procedure: redone on each fold's runs, against not choosing at all
+        lines.append(f"  the choice redone on each fold's own runs (nested backtests, {n.folds} folds): "
+                     f"{n.mae_pct:.2f}% mean |error| on {n.n_scored} held-out runs; the plain form on the same "
+                     f"runs: {n.plain_mae_pct:.2f}%")
+        if n.plain_better:
+            lines.append("  choosing predicted these runs worse than the plain form: consider --form chinchilla")
     return "\n".join(lines)
 
 
