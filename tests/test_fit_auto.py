@@ -72,6 +72,15 @@ def test_auto_leaves_out_the_least_trained_runs_when_they_are_off_the_law(tmp_pa
     # Not the choice's own score, which was on the folds it won (the plain form lost there).
     assert nested["mae_pct"] != pytest.approx(table["drop-least-trained"]["mae_pct"], rel=1e-3)
     assert ("consider --form chinchilla" in ran.stdout) == (nested["plain_mae_pct"] < nested["mae_pct"])
+    # Every prediction from the law says it too, and a law whose choice did better does not.
+    assert nested["plain_mae_pct"] < nested["mae_pct"]  # on these runs (the dropped runs are 8% off in folds)
+    raw = json.loads(law_path.read_text())
+    raw["form_choice"]["nested"]["plain_mae_pct"] = nested["mae_pct"] + 1.0
+    (tmp_path / "better.json").write_text(json.dumps(raw))
+    for path, said in ((law_path, True), (tmp_path / "better.json", False)):
+        pred = scaling("predict", "--law", str(path), "--params", "2e9", "--tokens", "4e10", "--json", capsys=capsys)
+        warnings = json.loads(pred.stdout.splitlines()[-1])["warnings"]
+        assert pred.returncode == 0 and any("consider refitting with --form chinchilla" in w for w in warnings) == said
 
 
 def test_auto_counts_n_as_the_losses_do_when_the_table_has_the_columns(tmp_path, capsys):

@@ -556,7 +556,8 @@ def prediction_record(law, params: float, tokens: float) -> dict:
     if pi is None:
         why = "no backtest calibration in this law (a published law, or fitted before; refit with scaling fit --out)"
         return {"prediction_interval": None, "prediction": {"reason": why}, "extrapolation": None, "warnings": []}
-    warnings = [w for w in (extrapolation_warning(pi, law.calibration), quantile_note(pi, law.calibration)) if w]
+    warnings = [w for w in (extrapolation_warning(pi, law.calibration), quantile_note(pi, law.calibration),
+                            choice_note(getattr(law, "form_choice", None))) if w]
     details = pi.to_json()
     details["quantiles"] = law.calibration.quantiles
     return {"prediction_interval": details.pop("interval"), "prediction": details,
@@ -568,3 +569,20 @@ def quantile_note(pi: PredictionInterval, calibration: Calibration) -> str | Non
     if not pi.bounded or calibration.quantiles == CONFORMAL:
         return None
     return f"the prediction interval's quantiles are {calibration.quantiles}: it assumes roughly t-distributed errors"
+
+
+def choice_note(form_choice: dict | None) -> str | None:
+    """A --form auto law whose choice, redone in every backtest fold, predicted worse than the plain form
+    (scaling.fit.auto.score_nested): said with each prediction, as `scaling fit` said it (None otherwise)."""
+    nested = (form_choice or {}).get("nested")
+    if not isinstance(nested, dict):
+        return None
+    try:
+        mine, plain = _number(nested["mae_pct"]), _number(nested["plain_mae_pct"])
+    except (KeyError, ValueError):
+        return None  # an unreadable record says nothing either way
+    if plain >= mine:
+        return None
+    return (f"--form auto chose {form_choice.get('chosen')}, but choosing, redone in every backtest fold, "
+            f"predicted worse ({mine:.2f}% mean |error|) than the plain form ({plain:.2f}%): consider refitting "
+            "with --form chinchilla")
