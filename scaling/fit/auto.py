@@ -319,8 +319,8 @@ def score_nested(tables: dict[str, RunTable], base: str, backtest: Backtest, cho
     nested, reference, folds = [], [], 0
     for fold in backtest.folds:
         errors = [h.log_error for h in backtest.errors if h.fold == fold.name]
-        law = refit(plain, tables[base].subset(~masks[fold.name]), choice.refits) if errors else "no errors"
-        if isinstance(law, str):
+        law = refit(plain, tables[base].subset(~masks[fold.name]), choice.refits) if errors else None
+        if law is None or isinstance(law, str):  # a refused fold, or a plain refit that was refused
             continue
         test = tables[base].subset(masks[fold.name])
         nested += errors
