@@ -58,6 +58,12 @@ def gpus_per_node(partition: str | None) -> int | None:
 
 
 def slurm_owner() -> str:
+    """slurm:JOB, or slurm:ARRAY_TASK for a task of an array: the id that `scontrol requeue` or `scancel`
+    takes for this one run. An array task's SLURM_JOB_ID is a raw id, and the first task's is the array's
+    own, so acting on it would requeue or cancel every task of the sweep."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"slurm:{array}_{task}"
     return f"slurm:{os.environ.get('SLURM_JOB_ID', 'unknown')}"
 
 

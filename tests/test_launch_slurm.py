@@ -41,7 +41,7 @@ def test_the_final_run_is_one_job_of_two_ranks_and_a_requeue_resumes_both(prepar
     FittedLaw.of(ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)).save(tmp_path / "law.json")
     out = tmp_path / "launch"  # fresh per test: SLURM job ids restart on a new controller (stale results)
     log = tmp_path / "launch.log"
-    proc = start_scaling("launch", "--law", str(tmp_path / "law.json"), "--params", "8.8M", "--tokens", "64K",
+    proc = start_scaling("launch", "--law", str(tmp_path / "law.json"), "--params", "4.4M", "--tokens", "64K",
                          "--grid", str(tmp_path / "grid.toml"), "--data", str(prepared_data), "--out", str(out),
                          "--executor", "slurm", "--tasks-per-node", "2", "--timeout-min", "10", "--yes",
                          "--no-progress", log=log)

@@ -47,7 +47,7 @@ def quick(prepared_data, tmp_path) -> dict:
 
 
 def launch_args(q: dict, out: Path, *extra: str) -> list[str]:
-    return ["launch", "--law", q["law"], "--params", "8.8M", "--tokens", "8K", "--grid", q["grid"],
+    return ["launch", "--law", q["law"], "--params", "4.4M", "--tokens", "8K", "--grid", q["grid"],
             "--data", q["data"], "--out", str(out), "--no-progress", *extra]
 
 

@@ -58,6 +58,12 @@ def test_an_array_of_4_runs_with_one_requeued_resumes_from_its_checkpoint(prepar
     train_log = (out / "runs" / victim / "train.log").read_text()
     resumed_at = int(train_log.split("resuming ")[1].split(" at step ")[1].split("/")[0])
     assert resumed_at >= 5  # from its checkpoint, not from step 0
+    # The owner names the array task, so the requeue took that one run's task, not the whole array's.
+    array = job_id.split("_")[0]
+    states = subprocess.run(["sacct", "-j", array, "-X", "-D", "-n", "-o", "JobID,State", "--parsable2"],
+                            capture_output=True, text=True).stdout
+    requeued = {line.split("|")[0] for line in states.splitlines() if "REQUEUED" in line}
+    assert requeued == {job_id}, states
     assert len(table(out)) == 4
     sacct = subprocess.run(["sacct", "-j", job_id, "-D", "-n", "-o", "State", "--parsable2"],
                            capture_output=True, text=True).stdout
