@@ -428,6 +428,18 @@ def exponents_out_of_range(values: dict[str, float]) -> bool:
     return not all(MIN_EXPONENT <= values[k] <= MAX_EXPONENT for k in ("alpha", "beta"))
 
 
+def extrapolation_problem(values: dict[str, float]) -> str | None:
+    """Why a fit's Chinchilla params are no law to extrapolate with (the words `scaling fit` refuses it in),
+    or None: a term that does not fall with N or D (params_problem), or exponents out of range."""
+    problem = params_problem(values)
+    if problem:
+        return f"{problem}: loss does not fall with model size and tokens as the law needs"
+    if exponents_out_of_range(values):
+        return (f"alpha = {values['alpha']:.3g}, beta = {values['beta']:.3g}, outside [{MIN_EXPONENT:g}, "
+                f"{MAX_EXPONENT:g}]: the runs do not constrain how loss falls with model size and tokens")
+    return None
+
+
 def _law_values(path: Path, raw: dict) -> dict[str, float]:
     """The law's E, A, B, alpha, beta, each checked here, where the file is read: finite, in range, and with a
     finite compute-optimal frontier (G), so no later step overflows on them."""

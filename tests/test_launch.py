@@ -24,6 +24,7 @@ from helpers import ROOT, cli_env, scaling, start_scaling
 
 from scaling.cli import main
 from scaling.fit.predictive import conformal_minimum
+from scaling.law import FittedLaw
 
 GRID = """description = "test grid: 3 sizes x 2 budgets"
 ctx = 32
@@ -110,6 +111,8 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
     sweep = (out / "sweep" / "sweep.csv").read_text()
     assert len(sweep.splitlines()) == 1 + 12 and sweep.count(",tuned,") == 6  # 2 tuned sizes x 3 budgets
     assert (out / "law.json").is_file() and list((out / "fit").glob("*.png"))
+    # This sweep gives the plain form a law, so the demo took it (no --form auto step: test_fit_auto.py).
+    assert text.count("$ scaling fit ") == 1 and FittedLaw.load(out / "law.json").form_choice is None
     *_, run_line, try_line = text.splitlines()  # the last lines: the final run and a command to try on it
     run = Path(run_line.removeprefix("final run: "))
     assert run.is_absolute() and (run / "ckpt.pt").is_file() and run.parent.parent == out / "launch", run_line

@@ -373,11 +373,14 @@ def format_choice(c: AutoChoice) -> str:
         head = f"  {mark} {s.name:<30}{s.convention:<26}{s.folds_fitted:>6}"
         lines.append(f"{head}  not comparable: {s.refused}" if s.mae_pct is None else
                      f"{head}{s.n_scored:>6}{s.mae_pct:>7.2f}%{s.mean_error_pct:>+8.2f}%{s.max_abs_error_pct:>7.2f}%")
+        if s.passed_over:
+            lines.append(f"      passed over, no law: {s.passed_over}")
     n = c.nested
     if n is not None:  # the choice as a procedure: redone on each fold's runs, against not choosing at all
         lines.append(f"  the choice redone on each fold's own runs (nested backtests, {n.folds} folds): "
                      f"{n.mae_pct:.2f}% mean |error| on {n.n_scored} held-out runs; the plain form on the same "
-                     f"runs: {n.plain_mae_pct:.2f}%")
+                     f"runs: {n.plain_mae_pct:.2f}%" + (f" (its refits ran away or were refused on {n.plain_failed} "
+                                                        "more fold(s), left out of both)" if n.plain_failed else ""))
         if n.plain_better:
             lines.append("  choosing predicted these runs worse than the plain form: consider --form chinchilla")
     return "\n".join(lines)

@@ -11,15 +11,7 @@ from gptcore.errors import UserError
 from scaling.fit import chinchilla
 from scaling.fit.data import RunTable
 from scaling.fit.estimators import ESTIMATORS, FORMS, budget_groups
-from scaling.law import (
-    MAX_EXPONENT,
-    MIN_EXPONENT,
-    PARAM_NAMES,
-    ChinchillaLaw,
-    FittedLaw,
-    exponents_out_of_range,
-    params_problem,
-)
+from scaling.law import PARAM_NAMES, ChinchillaLaw, FittedLaw, extrapolation_problem
 from scaling.units import format_factor, format_interval
 
 BOOTSTRAP_BY = ("run", "size")
@@ -237,15 +229,8 @@ def law_for_file(result: FittedLaw) -> FittedLaw:
     replicates that were refitted (no refused or infinite rows)."""
     if result.law is None:
         raise UserError(f"--out writes a loss law; the {result.form} form has none (use chinchilla or vpnls)")
-    problem = params_problem(result.law.to_dict())
+    problem = extrapolation_problem(result.law.to_dict())
     if problem:
-        raise UserError(f"the fit gives {problem}: in these runs loss does not fall with model size and tokens "
-                        "as the law needs, so it cannot be extrapolated; no law file written (more sizes or "
-                        "larger token budgets help)")
-    values = result.law.to_dict()
-    if exponents_out_of_range(values):
-        raise UserError(f"the fit gives alpha = {values['alpha']:.3g}, beta = {values['beta']:.3g}, outside "
-                        f"[{MIN_EXPONENT:g}, {MAX_EXPONENT:g}]: these runs do not constrain how loss falls with model "
-                        "size and tokens, so the law cannot be extrapolated; no law file written (more sizes or "
-                        "larger token budgets help)")
+        raise UserError(f"the fit gives {problem}, so it cannot be extrapolated; no law file written (more sizes "
+                        "or larger token budgets help)")
     return result.with_finite_bootstrap()

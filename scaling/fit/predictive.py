@@ -579,9 +579,10 @@ def choice_note(form_choice: dict | None) -> str | None:
         return None
     try:
         mine, plain = _number(nested["mae_pct"]), _number(nested["plain_mae_pct"])
+        plain_failed = _number(nested.get("plain_failed", 0))
     except (KeyError, ValueError):
         return None  # an unreadable record says nothing either way
-    if plain >= mine:
+    if plain >= mine or plain_failed:
         return None
     return (f"--form auto chose {form_choice.get('chosen')}, but choosing, redone in every backtest fold, "
             f"predicted worse ({mine:.2f}% mean |error|) than the plain form ({plain:.2f}%): consider refitting "
