@@ -184,6 +184,7 @@ def test_where_the_plain_form_gives_no_law_the_demo_lets_the_backtests_choose_on
     fit_step(str(seed1), str(tmp_path / "law.json"), str(tmp_path / "plots"), bootstrap=20)
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "outside [0.001, 10]" in err  # the plain fit's refusal, as a user sees it
+    assert "; or --form auto, which lets these runs' own backtests choose a variant" in err
     assert "== no law from the plain form on these runs" in out and " --form auto" in out
     assert "passed over, no law: its fit on all 9 runs: alpha = -" in out  # printed with the table
     law = FittedLaw.load(tmp_path / "law.json")
