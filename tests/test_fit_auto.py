@@ -173,6 +173,7 @@ def test_nested_backtests_redo_the_choice_per_fold_and_fall_back_where_a_fold_is
     assert cal.n_scores == sum(int(m.sum()) for _, _, m in masks)  # every held-out run, the dropped ones too
 
 
+@pytest.mark.slow  # 20 s: --form auto's nested backtests on 12 runs
 def test_where_the_plain_form_gives_no_law_the_demo_lets_the_backtests_choose_one_that_does(tmp_path, capsys):
     """The seed-1 tiny sweep through the demo's fit step: the plain fit is refused in one line; --form auto
     passes over the variant whose fit on all the runs is degenerate, prints why, and writes the next one's
