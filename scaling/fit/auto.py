@@ -228,10 +228,11 @@ def _best_with_a_law(comparable: list[VariantScore], by_name: dict[str, Variant]
                      cache: Refits) -> VariantScore:
     """The lowest backtest error (first of equals) among the variants whose fit on all the runs can be
     extrapolated: a variant that predicts its folds best can still fit all the runs to a degenerate law
-    (the tiny grid's seed-1 sweep: smallest size left out, alpha = -4.9 on all 12 runs, where tied exponents
-    give a law). The fit command would refuse to write that law; choosing the next variant instead is the same
-    rule in every nested fold, since `choose` runs there too. The refit (BACKTEST_KEEP starts) is the one the
-    nested backtests and the fit command reuse."""
+    (the tiny grid's seed-1 sweep: the smallest size left out fits the other 9 of its 12 runs to alpha = -4.9,
+    where tied exponents give a law). The fit command would refuse to write that law; choosing the next
+    variant instead is the same rule in every nested fold, since `choose` runs there too. The check's refit
+    (BACKTEST_KEEP starts) is cached with the backtests' refits; the fit command then fits the chosen variant
+    from its full start grid."""
     from scaling.law import extrapolation_problem
 
     for s in sorted(comparable, key=lambda s: s.mae_pct):  # sorted is stable: first of equals
@@ -241,7 +242,7 @@ def _best_with_a_law(comparable: list[VariantScore], by_name: dict[str, Variant]
         if problem is None:
             return s
         s.passed_over = f"its fit on all {int(v.keep(tables[v.convention]).sum())} runs: {problem}"
-    raise UserError("--form auto: every variant's fit on all the runs is degenerate "
+    raise UserError("--form auto: every comparable variant's fit on all the runs is degenerate "
                     f"({comparable[0].passed_over}); these runs do not constrain a law: add sizes or budgets")
 
 
