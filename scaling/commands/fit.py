@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # numpy comes in with the fit, not when the CLI lists its com
     from scaling.law import FittedLaw
 
 
+AUTO_HINT = ("; or --form auto, which lets these runs' own backtests choose a variant of the form (tied exponents, "
+             "a size left out) that may give a law")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "fit",
@@ -115,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         options=options,
     )
     result = replace(_with_sweep_training(result, table), form_choice=None if choice is None else choice.to_json())
-    law = _law_or_hint(result, args) if args.out else None  # refuse before writing anything
+    # Refuse before writing anything; where the plain form gives no law, --form auto may.
+    law = law_for_file(result, AUTO_HINT if args.form == "chinchilla" else "") if args.out else None
     if args.out:
         check_law_destination(args.out)
     folds = backtest(table, form, options) if args.backtest else None
@@ -362,21 +367,6 @@ def format_result(report: FitReport) -> str:
         lines.append(f"  refused budget {r['flops']:.3g} FLOPs ({r['n_points']} runs): {r['reason']}")
     lines.extend(f"  warning: {w}" for w in law.warnings)
     return "\n".join(lines)
-
-
-def _law_or_hint(result, args):
-    """The law to write; where the plain form gives none that can be extrapolated, the one-line refusal says
-    that --form auto may (a variant the runs' own backtests choose: tied exponents, a size left out...)."""
-    from gptcore.errors import UserError
-    from scaling.fit.fitting import law_for_file
-
-    try:
-        return law_for_file(result)
-    except UserError as e:
-        if args.form != "chinchilla" or "cannot be extrapolated" not in str(e):
-            raise
-        raise UserError(f"{e}; or --form auto, which lets these runs' own backtests choose a variant of the form "
-                        "(tied exponents, a size left out) that may give a law") from None
 
 
 def format_choice(c: AutoChoice) -> str:

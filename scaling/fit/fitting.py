@@ -224,13 +224,14 @@ def backtest(table: RunTable, form: str = "chinchilla", options: dict | None = N
     return out
 
 
-def law_for_file(result: FittedLaw) -> FittedLaw:
+def law_for_file(result: FittedLaw, hint: str = "") -> FittedLaw:
     """The fit as it is saved: a law that predicts L(N, D) and can be extrapolated, with only the bootstrap
-    replicates that were refitted (no refused or infinite rows)."""
+    replicates that were refitted (no refused or infinite rows). `hint` ends the refusal of a law that cannot
+    be extrapolated (what else the user may try)."""
     if result.law is None:
         raise UserError(f"--out writes a loss law; the {result.form} form has none (use chinchilla or vpnls)")
     problem = extrapolation_problem(result.law.to_dict())
     if problem:
         raise UserError(f"the fit gives {problem}, so it cannot be extrapolated; no law file written (more sizes "
-                        "or larger token budgets help)")
+                        f"or larger token budgets help){hint}")
     return result.with_finite_bootstrap()

@@ -582,7 +582,9 @@ def choice_note(form_choice: dict | None) -> str | None:
         plain_failed = _number(nested.get("plain_failed", 0))
     except (KeyError, ValueError):
         return None  # an unreadable record says nothing either way
-    if plain >= mine or plain_failed:
+    from scaling.fit.auto import NestedScore  # (auto imports this module)
+
+    if not NestedScore(0, 0, mine, plain, int(plain_failed)).plain_better:  # the one rule `scaling fit` prints by
         return None
     return (f"--form auto chose {form_choice.get('chosen')}, but choosing, redone in every backtest fold, "
             f"predicted worse ({mine:.2f}% mean |error|) than the plain form ({plain:.2f}%): consider refitting "
