@@ -25,7 +25,7 @@ from pathlib import Path
 
 from gptcore.config import LOGGERS
 from gptcore.errors import UserError
-from gptcore.fileio import atomic_write_text
+from gptcore.fileio import atomic_write_text, dumps_json
 
 CSV_NAME = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -131,7 +131,9 @@ class MetricsLog:
         self.loggers = loggers
 
     def log(self, row: dict) -> None:
-        self.file.write(json.dumps(row) + "\n")
+        # Strict JSON (non-finite numbers as null): a diverging step's gradient norm can be NaN while its loss
+        # is still finite (seen on a Zen 4 CPU), and a NaN token breaks every strict JSON reader of the file.
+        self.file.write(dumps_json(row) + "\n")
         self.file.flush()
         for logger in self.loggers:
             logger.log(row)
