@@ -218,9 +218,13 @@ def plot_loss_curve(launch: dict, nums: dict, ax) -> None:
     rows = launch["metrics"]
     tokens = np.array([r["tokens"] for r in rows], float)
     ax.plot(tokens, [r["train_loss"] for r in rows], color="tab:blue", alpha=0.35, lw=1, label="train loss")
-    val = [(r["tokens"], r["val_loss"]) for r in rows if "val_loss" in r]
-    if val:
-        ax.plot(*zip(*val, strict=True), "o-", color="tab:blue", ms=4, label="validation loss")
+    evals = [r for r in rows if "val_loss" in r]
+    # A final evaluation on more sequences (final_eval_batches) measures another sample of the validation
+    # text: it is the star below, not a point of the periodic evaluations' line.
+    kind = evals[0].get("val_sequences") if evals else None
+    periodic = [(r["tokens"], r["val_loss"]) for r in evals if r.get("val_sequences") == kind]
+    if periodic:
+        ax.plot(*zip(*periodic, strict=True), "o-", color="tab:blue", ms=4, label="validation loss")
     ax.axhline(nums["predicted_loss"], color=FINAL_COLOR, lw=1.5, ls="--",
                label=f"predicted final loss {nums['predicted_loss']:.4f}")
     top = max(nums["predicted_loss"], nums["actual_loss"] or 0) + 1.5

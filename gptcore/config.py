@@ -234,6 +234,7 @@ TRAIN_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "grad_clip": (lambda v: _is_number(v) and 0 <= v < math.inf, "a finite number >= 0 (0: no clipping)"),
     "eval_every": _POSITIVE_INT,
     "eval_batches": _POSITIVE_INT,
+    "final_eval_batches": _optional(_POSITIVE_INT),
     "sample_tokens": _NON_NEGATIVE_INT,
     "checkpoint_every": _optional(_POSITIVE_INT),
     "seed": _NON_NEGATIVE_INT,
@@ -288,6 +289,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # 0 disables
     eval_every: int = 100  # steps; the last step always evaluates
     eval_batches: int = 10
+    # The last step's evaluation, the run's final val loss (what a scaling law is fitted to and a prediction is
+    # checked against), on more batches than the periodic ones: None, the same eval_batches.
+    final_eval_batches: int | None = None
     sample_tokens: int = 32  # generated at each eval; 0 disables
     checkpoint_every: int | None = None  # steps; None: at every eval
     seed: int = 1337
@@ -321,7 +325,8 @@ class TrainConfig:
     def config_hash(self) -> str:
         """Hash of everything that changes the computation (not NOT_HASHED), data path resolved."""
         d = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
-        if d["init_from_sha256"] is None:  # a run from scratch keeps the hash it had before init_from existed
-            del d["init_from_sha256"]
+        for key in ("init_from_sha256", "final_eval_batches"):  # unset: a run keeps the hash it had before them
+            if d[key] is None:
+                del d[key]
         d["data"] = str(Path(self.data).resolve())
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -337,6 +337,7 @@ class TrainSummary:
     init_from: str | None = None  # the checkpoint whose weights started the run, and their sha256
     init_from_sha256: str | None = None
     parallel: str = "none"  # none (one process), ddp or fsdp; summaries written before it have none
+    final_val_sequences: int | None = None  # the ctx-token sequences final_val_loss averages (older: unknown)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -386,14 +387,16 @@ def _all_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, val: np.ndarray, cfg: TrainConfig, device, autocast, d: Dist, lockstep: bool = False) -> float:
-    """Mean validation loss over the fixed eval sequences, split across ranks.
+def evaluate(model, val: np.ndarray, cfg: TrainConfig, device, autocast, d: Dist, lockstep: bool = False,
+             batches: int | None = None) -> float:
+    """Mean validation loss over the fixed eval sequences (`batches` of them, default eval_batches), split
+    across ranks.
 
     lockstep (FSDP): every rank runs the same number of forward passes, since each one all-gathers weights
     with the others; a rank with no batch left runs its first one again, weighted 0.
     """
     ctx = cfg.model.ctx
-    starts = eval_starts(len(val), ctx, cfg.eval_batches * cfg.batch_size).reshape(-1, cfg.batch_size)
+    starts = eval_starts(len(val), ctx, (batches or cfg.eval_batches) * cfg.batch_size).reshape(-1, cfg.batch_size)
     acc = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     total = torch.zeros(2, dtype=acc, device=device)
     mine = list(starts[d.rank :: d.world])
@@ -464,6 +467,7 @@ class Trainer:
         self.model = model
         self.mfu = MFUMeter(cfg.model, device, cfg.dtype, d.world, peak_flops_per_s(device, cfg.dtype))
         self.diverged_step: int | None = None
+        self.val_sequences: int | None = None  # of the latest evaluation in this process
         self.preemption: Preemption | None = None  # set by train() while its signal handlers are in place
 
     def _resume(self) -> None:
@@ -563,11 +567,15 @@ class Trainer:
     def evaluate_into(self, row: dict) -> bool:
         """At an eval step (every eval_every, and the last): the val loss (and rank 0's sample) into `row`."""
         cfg, st = self.cfg, self.state
-        if st.step % cfg.eval_every and st.step != self.total_steps:
+        last = st.step == self.total_steps
+        if st.step % cfg.eval_every and not last:
             return False
+        batches = cfg.final_eval_batches if last and cfg.final_eval_batches else cfg.eval_batches
         st.val_loss = evaluate(self.raw_model, self.dataset.val, cfg, self.device, self.autocast, self.d,
-                               lockstep=self.fsdp)
-        row.update(val_loss=st.val_loss, val_ppl=math.exp(min(st.val_loss, 700.0)))
+                               lockstep=self.fsdp, batches=batches)
+        self.val_sequences = batches * cfg.batch_size
+        row.update(val_loss=st.val_loss, val_ppl=math.exp(min(st.val_loss, 700.0)),
+                   val_sequences=self.val_sequences)
         if (self.d.main or self.fsdp) and cfg.sample_tokens:  # FSDP: every rank runs the forward passes
             sample = sample_text(self.raw_model, self.dataset.tokenizer, cfg, st.step, self.device, self.autocast)
             if self.d.main:
@@ -576,6 +584,12 @@ class Trainer:
         msg = f"step {st.step}/{self.total_steps}: train loss {train}, val loss {st.val_loss:.4f}"
         self.say(msg + (f"\n  sample: {row['sample']!r}" if "sample" in row else ""))
         return True
+
+    def final_sequences(self) -> int | None:
+        """The last step's evaluation sequences, if the run got there (a resume at its last step skips it)."""
+        cfg = self.cfg
+        done = self.state.step == self.total_steps
+        return (cfg.final_eval_batches or cfg.eval_batches) * cfg.batch_size if done else None
 
     def checkpoint_due(self) -> bool:
         every = self.cfg.checkpoint_every or self.cfg.eval_every
@@ -671,6 +685,7 @@ class Trainer:
             world_size=self.d.world, vocab_size=mcfg.vocab_size, config_hash=cfg.config_hash(),
             model=mcfg.to_dict(), out=str(self.run.path), init_from=cfg.init_from,
             init_from_sha256=cfg.init_from_sha256, parallel=parallel.describe(cfg.parallel, self.d.world),
+            final_val_sequences=self.val_sequences or self.final_sequences(),
         )
         if self.fsdp and status not in RESUMABLE:
             self.save_consolidated()

@@ -80,6 +80,7 @@ class PlanRequest:
     budget: Budget = Budget()
     eval_every: int | None = None
     eval_batches: int = 10
+    final_eval_batches: int | None = None
     checkpoint_every: int | None = None
     checkpoint_gb_per_s: float | None = None
     goodput: float | None = None
@@ -148,7 +149,8 @@ def _check(req: PlanRequest) -> None:
     positive = {"--gpus": req.gpus, "--micro-batch": req.micro_batch, "--grad-accum": req.grad_accum,
                 "--peak-tflops": req.peak_tflops, "--power-w": req.power_w, "--memory-gb": req.memory_gb,
                 "--eval-every": req.eval_every, "--eval-batches": req.eval_batches,
-                "--checkpoint-every": req.checkpoint_every, "--checkpoint-gb-per-s": req.checkpoint_gb_per_s,
+                "--final-eval-batches": req.final_eval_batches, "--checkpoint-every": req.checkpoint_every,
+                "--checkpoint-gb-per-s": req.checkpoint_gb_per_s,
                 "--inference-tokens": req.inference_tokens, "--target-loss": req.target_loss}
     for flag, value in positive.items():
         if value is not None and not (value > 0 and math.isfinite(value)):
@@ -463,7 +465,8 @@ def plan_mfu(trainer_mfu: float, params: float, cfg) -> float:
 def _time(req: PlanRequest, run: _Run, rate_per_gpu: float) -> TimePlan:
     schedule = Schedule(tokens_per_step=req.micro_batch * req.grad_accum * req.gpus * run.cfg.ctx,
                         eval_every=req.eval_every, eval_batches=req.eval_batches,
-                        eval_sequences_per_batch=req.micro_batch, ctx=run.cfg.ctx,
+                        final_eval_batches=req.final_eval_batches, eval_sequences_per_batch=req.micro_batch,
+                        ctx=run.cfg.ctx,
                         checkpoint_every=req.checkpoint_every, checkpoint_gb_per_s=req.checkpoint_gb_per_s,
                         goodput=req.goodput)
     return run_time(run.tokens, formulas.training_flops(run.params, run.tokens), run.params,

@@ -2,9 +2,9 @@
 the compute a budget buys, and the measured throughput of an earlier run or sweep.
 
 The trainer (gptcore.train) evaluates every `eval_every` steps and at the last step, on `eval_batches`
-batches of the run's micro-batch split over the ranks, and checkpoints every `checkpoint_every` steps
-(default: at each evaluation) and at the last step. A checkpoint is the fp32 weights and Adam's two fp32
-moments: 12 bytes a parameter.
+batches of the run's micro-batch split over the ranks (the last step on `final_eval_batches` if set), and
+checkpoints every `checkpoint_every` steps (default: at each evaluation) and at the last step. A checkpoint is
+the fp32 weights and Adam's two fp32 moments: 12 bytes a parameter.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Schedule:
     tokens_per_step: int
     eval_every: int | None = None
     eval_batches: int = 10
+    final_eval_batches: int | None = None  # the last step's evaluation; None: eval_batches
     eval_sequences_per_batch: int = 1  # the trainer's batch_size: sequences per process per micro-step
     ctx: int = 1024
     checkpoint_every: int | None = None
@@ -77,13 +78,15 @@ def run_time(tokens: float, flops: float, params: float, params_total: int, rate
     ckpt_gb = CHECKPOINT_BYTES_PER_PARAM * params_total / 1e9
     if s.eval_every is not None:
         evals = _every(steps, s.eval_every)
-        eval_tokens = s.eval_batches * s.eval_sequences_per_batch * s.ctx
-        eval_h = evals * eval_tokens * EVAL_FLOPS_PER_PARAM_TOKEN * params / rate_flops_per_s / SECONDS_PER_HOUR
+        eval_batches = (evals - 1) * s.eval_batches + (s.final_eval_batches or s.eval_batches)
+        eval_tokens = eval_batches * s.eval_sequences_per_batch * s.ctx
+        eval_h = eval_tokens * EVAL_FLOPS_PER_PARAM_TOKEN * params / rate_flops_per_s / SECONDS_PER_HOUR
         ckpts = _every(steps, s.checkpoint_every or s.eval_every)
         bandwidth = s.checkpoint_gb_per_s or DEFAULT_CHECKPOINT_GB_PER_S.value
         ckpt_h = ckpts * ckpt_gb / bandwidth / SECONDS_PER_HOUR
     wall = (train_h + eval_h + ckpt_h) / (s.goodput or 1.0)
-    how = (f"eval every {s.eval_every} steps ({s.eval_batches} batches), checkpoint every "
+    final = f", the last {s.final_eval_batches}" if s.final_eval_batches else ""
+    how = (f"eval every {s.eval_every} steps ({s.eval_batches} batches{final}), checkpoint every "
            f"{s.checkpoint_every or s.eval_every} steps" if s.eval_every is not None
            else "pass --eval-every STEPS to count them (the trainer evaluates every 100 by default)")
     return TimePlan(steps=steps, tokens_per_step=s.tokens_per_step, train_hours=train_h, evaluations=evals,

@@ -133,6 +133,12 @@ def test_evaluation_and_checkpoints_follow_the_trainer_schedule():
     total = p.time.train_hours + p.time.eval_hours + p.time.checkpoint_hours
     assert p.wall_clock_hours == pytest.approx(total)
     assert plan(PlanRequest(**req, eval_every=100, goodput=0.8)).wall_clock_hours > p.time.train_hours / 0.8
+    # A final evaluation on more batches: the last of the 3 evaluations costs 20 batches, the others 5.
+    final = plan(PlanRequest(**req, eval_every=100, eval_batches=5, final_eval_batches=20, checkpoint_every=60,
+                             checkpoint_gb_per_s=0.01))
+    assert final.time.evaluations == 3
+    assert final.time.eval_hours == pytest.approx((2 * 5 + 20) * 4 * 128 * 2 * n / rate / 3600)
+    assert "(5 batches, the last 20)" in final.time.schedule_source
 
 
 def test_measured_mfu_from_an_earlier_sweep_sets_the_time(tmp_path):

@@ -150,7 +150,7 @@ def test_every_train_setting_a_grid_allows_is_checked_and_good_values_pass():
     good = {"lr": 3e-3, "batch_size": 8, "warmup": 0, "eval_every": 10, "eval_batches": 2, "checkpoint_every": 5,
             "dtype": "bf16", "device": "cpu", "compile": False, "weight_decay": 0, "beta1": 0.9, "beta2": 0.95,
             "grad_clip": 0.0, "schedule": "wsd", "min_lr_ratio": 1, "wsd_decay_fraction": 0.5,
-            "parallel": "fsdp"}
+            "parallel": "fsdp", "final_eval_batches": 16}
     assert set(good) == TRAIN_KEYS
     assert make_grid("g", params="12K", tokens="64K", train=good).train == good
 

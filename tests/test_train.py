@@ -1,5 +1,7 @@
 """The trainer: schedules, learning on real data, exact resume after SIGKILL, run-directory rules."""
 
+import contextlib
+import dataclasses
 import json
 import math
 import signal
@@ -276,6 +278,32 @@ def test_on_eval_sees_every_eval_and_its_stop_is_a_resumable_pause(prepared_data
     assert _losses(out) == _losses(tmp_path / "whole")
 
 
+def test_the_final_evaluation_takes_final_eval_batches_and_the_periodic_ones_eval_batches(prepared_data, tmp_path):
+    """final_eval_batches sets the sequences of the last step's evaluation only: the final val loss is the
+    mean over those (checked against evaluate() on the saved weights), and summary.json says how many."""
+    from gptcore import pretrained
+    from gptcore.data import open_dataset
+    from gptcore.train import Dist, evaluate, train
+
+    base = _small_cfg(prepared_data, tmp_path / "plain")
+    cfg = _small_cfg(prepared_data, tmp_path / "final", final_eval_batches=6)
+    assert cfg.config_hash() != base.config_hash()  # the final loss measures another sample: not the same run
+    assert _small_cfg(prepared_data, tmp_path / "x", final_eval_batches=None).config_hash() == base.config_hash()
+    plain, final = train(base, log=lambda m: None), train(cfg, log=lambda m: None)
+    rows = [json.loads(x) for x in (tmp_path / "final" / "metrics.jsonl").read_text().splitlines()]
+    evals = [(r["step"], r["val_sequences"]) for r in rows if "val_loss" in r]
+    assert evals == [(2, 2), (4, 2), (6, 2), (8, 12)]  # batch_size 2: 1 batch periodic, 6 at the last step
+    assert final.final_val_sequences == 12 and plain.final_val_sequences == 2
+    assert json.loads((tmp_path / "final" / "summary.json").read_text())["final_val_sequences"] == 12
+    assert final.final_train_loss == plain.final_train_loss  # the same training; only the measure differs
+    assert final.final_val_loss != plain.final_val_loss
+    model = pretrained.load(tmp_path / "final" / "ckpt.pt")
+    val = open_dataset(prepared_data).val
+    again = [evaluate(model, val, cfg, torch.device("cpu"), contextlib.nullcontext, Dist(), batches=b)
+             for b in (1, 6)]
+    assert again == pytest.approx([plain.final_val_loss, final.final_val_loss], rel=1e-6)
+
+
 def test_an_exception_from_on_eval_stops_the_run_and_propagates(prepared_data, tmp_path):
     from gptcore.train import train
 
@@ -301,10 +329,12 @@ def test_the_summary_is_summary_json_and_the_checkpoint_keeps_its_keys(prepared_
     summary = train(cfg, log=lambda m: None)
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert on_disk == summary.to_json() and TrainSummary.from_json(on_disk) == summary
-    assert list(on_disk)[:4] == ["status", "diverged_step", "steps", "params"] and len(on_disk) == 22
+    assert list(on_disk)[:4] == ["status", "diverged_step", "steps", "params"] and len(on_disk) == 23
     assert (on_disk["parallel"], on_disk["world_size"]) == ("none", 1)
-    older = {k: v for k, v in on_disk.items() if k not in ("init_from", "init_from_sha256", "parallel")}  # before them
-    assert TrainSummary.from_json(older) == summary
+    assert on_disk["final_val_sequences"] == 2  # eval_batches 1 x batch_size 2
+    before = ("init_from", "init_from_sha256", "parallel", "final_val_sequences")
+    older = {k: v for k, v in on_disk.items() if k not in before}
+    assert TrainSummary.from_json(older) == dataclasses.replace(summary, final_val_sequences=None)
     ck = checkpoint.load(tmp_path / "run")
     assert set(ck) == {"format", "config_hash", "train_config", "model_config", "step", "tokens", "model",
                        "optimizer", "rng", "vocab", "steady_tokens", "steady_seconds", "first_steps",

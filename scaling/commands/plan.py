@@ -107,6 +107,8 @@ def _time_flags(p) -> None:
     t = p.add_argument_group("time (the run's schedule; not counted unless given)")
     t.add_argument("--eval-every", type=int, metavar="STEPS", help="evaluate every STEPS steps and at the last")
     t.add_argument("--eval-batches", type=int, default=10, help="batches per evaluation (default: 10)")
+    t.add_argument("--final-eval-batches", type=int, metavar="BATCHES",
+                   help="batches of the last step's evaluation (default: --eval-batches)")
     t.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="default: at each evaluation")
     t.add_argument("--checkpoint-gb-per-s", type=float, metavar="GBPS",
                    help="checkpoint write speed (default: 1 GB/s, one NVMe drive, conservatively)")
@@ -146,6 +148,7 @@ def run(args) -> int:
         carbon_intensity=args.carbon_intensity, region=args.region, law=args.law, shape=shape,
         micro_batch=args.micro_batch, grad_accum=args.grad_accum, attention=args.attention,
         recompute=args.recompute, budget=budget, eval_every=args.eval_every, eval_batches=args.eval_batches,
+        final_eval_batches=args.final_eval_batches,
         checkpoint_every=args.checkpoint_every, checkpoint_gb_per_s=args.checkpoint_gb_per_s,
         goodput=args.goodput, measured_from=args.measured_from,
         inference_tokens=parse_optional_size(args.inference_tokens, "--inference-tokens"),

@@ -57,6 +57,9 @@ def register(subparsers) -> None:
     io.add_argument("--out", default="runs/train", help="run directory (checkpoint, metrics, summary)")
     io.add_argument("--eval-every", type=int, default=100, help="evaluate (and sample) every N steps")
     io.add_argument("--eval-batches", type=int, default=10, help="validation batches per evaluation")
+    io.add_argument("--final-eval-batches", type=int, metavar="N",
+                    help="validation batches of the last step's evaluation, the final val loss (default: "
+                         "--eval-batches): more of them make it less noisy at the price of one evaluation")
     io.add_argument("--sample-tokens", type=int, default=32, help="tokens sampled at each evaluation")
     io.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: --eval-every)")
     io.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
@@ -194,7 +197,8 @@ def run(args) -> int:
         lr=args.lr, min_lr_ratio=args.min_lr_ratio, warmup=args.warmup, schedule=args.schedule,
         wsd_decay_fraction=args.wsd_decay_fraction,
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_every=args.eval_every,
-        eval_batches=args.eval_batches, sample_tokens=args.sample_tokens,
+        eval_batches=args.eval_batches, final_eval_batches=args.final_eval_batches,
+        sample_tokens=args.sample_tokens,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed, device=args.device, dtype=args.dtype, compile=args.compile, threads=args.threads,
         progress=not args.no_progress, init_from=args.init_from, loggers=loggers,

@@ -80,6 +80,7 @@ def schedule_of(spec: RunSpec) -> dict:
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     train = {**defaults, **spec.train}
     return {"eval_every": train["eval_every"], "eval_batches": train["eval_batches"],
+            "final_eval_batches": train["final_eval_batches"],
             "checkpoint_every": train["checkpoint_every"], "grad_accum": train["grad_accum"]}
 
 
