@@ -685,7 +685,7 @@ class Trainer:
             world_size=self.d.world, vocab_size=mcfg.vocab_size, config_hash=cfg.config_hash(),
             model=mcfg.to_dict(), out=str(self.run.path), init_from=cfg.init_from,
             init_from_sha256=cfg.init_from_sha256, parallel=parallel.describe(cfg.parallel, self.d.world),
-            final_val_sequences=self.val_sequences or self.final_sequences(),
+            final_val_sequences=None if st.val_loss is None else self.val_sequences or self.final_sequences(),
         )
         if self.fsdp and status not in RESUMABLE:
             self.save_consolidated()

@@ -428,6 +428,7 @@ def test_every_json_output_and_summary_is_strict_json(prepared_data, tmp_path, c
     assert done.returncode == 0, done.stderr
     summary = strict_loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "diverged" and summary["final_val_loss"] is None
+    assert summary["final_val_sequences"] is None  # no final loss, so no sequences it averages
     assert strict_loads((run / "summary.json").read_text()) == summary
     for line in (run / "metrics.jsonl").read_text().splitlines():
         strict_loads(line)
