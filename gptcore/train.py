@@ -467,7 +467,6 @@ class Trainer:
         self.model = model
         self.mfu = MFUMeter(cfg.model, device, cfg.dtype, d.world, peak_flops_per_s(device, cfg.dtype))
         self.diverged_step: int | None = None
-        self.val_sequences: int | None = None  # of the latest evaluation in this process
         self.preemption: Preemption | None = None  # set by train() while its signal handlers are in place
 
     def _resume(self) -> None:
@@ -573,9 +572,8 @@ class Trainer:
         batches = cfg.final_eval_batches if last and cfg.final_eval_batches else cfg.eval_batches
         st.val_loss = evaluate(self.raw_model, self.dataset.val, cfg, self.device, self.autocast, self.d,
                                lockstep=self.fsdp, batches=batches)
-        self.val_sequences = batches * cfg.batch_size
         row.update(val_loss=st.val_loss, val_ppl=math.exp(min(st.val_loss, 700.0)),
-                   val_sequences=self.val_sequences)
+                   val_sequences=batches * cfg.batch_size)
         if (self.d.main or self.fsdp) and cfg.sample_tokens:  # FSDP: every rank runs the forward passes
             sample = sample_text(self.raw_model, self.dataset.tokenizer, cfg, st.step, self.device, self.autocast)
             if self.d.main:
@@ -586,9 +584,10 @@ class Trainer:
         return True
 
     def final_sequences(self) -> int | None:
-        """The last step's evaluation sequences, if the run got there (a resume at its last step skips it)."""
-        cfg = self.cfg
-        done = self.state.step == self.total_steps
+        """The sequences final_val_loss averages: the last step's evaluation's, if the run got there with a loss
+        (derived from the config, as a resume at the last step evaluates nothing in this process)."""
+        cfg, st = self.cfg, self.state
+        done = st.step == self.total_steps and st.val_loss is not None
         return (cfg.final_eval_batches or cfg.eval_batches) * cfg.batch_size if done else None
 
     def checkpoint_due(self) -> bool:
@@ -685,7 +684,7 @@ class Trainer:
             world_size=self.d.world, vocab_size=mcfg.vocab_size, config_hash=cfg.config_hash(),
             model=mcfg.to_dict(), out=str(self.run.path), init_from=cfg.init_from,
             init_from_sha256=cfg.init_from_sha256, parallel=parallel.describe(cfg.parallel, self.d.world),
-            final_val_sequences=None if st.val_loss is None else self.val_sequences or self.final_sequences(),
+            final_val_sequences=self.final_sequences(),
         )
         if self.fsdp and status not in RESUMABLE:
             self.save_consolidated()
