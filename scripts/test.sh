@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: set up (once), lint, run the whole suite (what CI runs). Extra arguments go to pytest.
-# --fast (first argument): the fast lane, everything but the tests marked slow or slurm (576 tests in 5.2 min on
-# 2 idle Zen 4 cores, 2026-12-02; the whole suite: 617 tests in 17.6 min there, 12.3 min on a Xeon with AMX).
+# --fast (first argument): the fast lane, everything but the tests marked slow or slurm.
+# SCALING_TEST_WORKERS=1: serial, one pytest process (the default is 2 workers).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 lane=()
@@ -11,9 +11,12 @@ if [ "${1:-}" = "--fast" ]; then
 fi
 bash scripts/setup.sh
 .venv/bin/ruff check .
+# Two workers (pytest-xdist), a test file to a worker: most of the suite's time is one process at a time
+# (Python and torch start-up, the SLURM tests' requeue waits, single-threaded fits), so serial it kept 2 cores
+# 104% busy. On 2 Zen 4 cores (2026-12-02) the whole suite took 22.0 min serial and 14.3 min on 2 workers,
+# 617 passed each. Whole files (--dist loadfile), so a module's fixture (the demo's, 3-4 min) runs once.
+workers=${SCALING_TEST_WORKERS:-2}
+parallel=()
+if [ "$workers" -gt 1 ]; then parallel=(-n "$workers" --dist loadfile); fi
 # --durations: CI's log names the slowest tests, so the suite's time can be kept in hand.
-# Serial on purpose: pytest-xdist with 2 workers (module groups, the SLURM tests on one worker) took
-# 13 min 35 s against 12 min, the tests' torch threads contending for 2 cores (2026-12-01). On a Zen 4,
-# `-n 2 --dist loadgroup` took 16 min 14 s against 17.6-18.6 serial, but the demo's module fixture ran on both
-# workers and a launch test's time check failed under the contention (2026-12-02): not taken.
-exec .venv/bin/python -m pytest -q --durations=25 "${lane[@]}" "$@"
+exec .venv/bin/python -m pytest -q --durations=25 "${parallel[@]}" "${lane[@]}" "$@"
