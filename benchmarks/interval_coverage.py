@@ -19,7 +19,8 @@ sweep directory (the demo's sweep, the `small` grid study's sweep); a CSV with a
 the rest. `--form auto` fits the variant `scaling fit --form auto` chooses on the fitted runs, its
 intervals calibrated as that command calibrates them (the choice redone in every backtest fold).
 `--synthetic DRAWS` first draws sweeps from a known law (two grids) and reports the same coverage there.
-The last line of stdout is one JSON object.
+Several CSVs with a `held_out` column (published sweeps) are also pooled: coverage, median width and mean |error|
+over all their targets, as the targets for published sweeps are stated. The last line of stdout is one JSON object.
 """
 
 from __future__ import annotations
@@ -98,7 +99,17 @@ def evaluate(table: RunTable, bootstrap: int, fold_bootstrap: int, seed: int, le
         ),
         "nested": None if nested is None else dataclasses.asdict(nested),
         "seconds": round(time.perf_counter() - t0, 1),
+        "targets": [{k: r[k] for k in ("inside", "width_pct", "error_pct")} for r in rows],
     }
+
+
+def pooled(results: list[dict]) -> dict:
+    """Every held-out target of several datasets as one set: the issue's targets are over published sweeps
+    pooled (coverage at least 80%, median width at most 6% of the loss, mean |error|)."""
+    rows = [t for r in results for t in r["targets"]]
+    return {"n_held_out": len(rows), "coverage": float(np.mean([t["inside"] for t in rows])),
+            "median_width_pct": float(np.median([t["width_pct"] for t in rows])),
+            "mean_abs_error_pct": float(np.mean([abs(t["error_pct"]) for t in rows]))}
 
 
 SYNTHETIC_LAW = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)  # Epoch's refit
@@ -192,6 +203,12 @@ def main() -> None:
             if r["nested"]:
                 print(f"  the choice redone per fold (nested): mean |error| {r['nested']['mae_pct']:.2f}% on "
                       f"{r['nested']['n_scored']} backtest runs, the plain form {r['nested']['plain_mae_pct']:.2f}%")
+    published = [out[name] for name in tables if splits.get(name) is not None]
+    if len(published) > 1:
+        out["pooled_held_out_columns"] = pool = pooled(published)
+        print(f"pooled, the {len(published)} datasets split by their held_out column: {pool['n_held_out']} targets, "
+              f"{100 * pool['coverage']:.1f}% inside the 95% prediction interval, median width "
+              f"{pool['median_width_pct']:.2f}% of the loss, mean |error| {pool['mean_abs_error_pct']:.2f}%")
     print(json.dumps(out))
 
 

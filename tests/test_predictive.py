@@ -141,11 +141,13 @@ def test_calibration_round_trip_and_malformed_records():
     raw = cal.to_json()
     for broken in ({**raw, "sigma_noise": "x"}, {k: v for k, v in raw.items() if k != "growth_per_dex"},
                    {**raw, "fitted": {"params_max": -1}}, {**raw, "level": 2.0}, {**raw, "misfit_sd": -0.1},
-                   {**raw, "misfit_sd": "x"}, [1, 2]):
+                   {**raw, "misfit_sd": "x"}, {**raw, "boot_scale": 0.5}, {**raw, "boot_scale": None}, [1, 2]):
         with pytest.raises(UserError, match="prediction_calibration"):
             predictive.Calibration.from_json(broken)
     older = {k: v for k, v in raw.items() if k != "misfit_sd"}  # a law file from before the misfit term
     assert predictive.Calibration.from_json(older).misfit_sd == 0.0
+    unscaled = {k: v for k, v in raw.items() if k != "boot_scale"}  # from before the bootstrap's inflation
+    assert predictive.Calibration.from_json(unscaled).boot_scale == 1.0
 
 
 def test_scale_fit_tells_a_constant_misfit_from_growth_with_distance():
@@ -157,14 +159,26 @@ def test_scale_fit_tells_a_constant_misfit_from_growth_with_distance():
     none = np.zeros_like(d)
 
     def sd_at(fitted, where):
-        growth, misfit = fitted
-        return float(predictive.scale_sd(0.0, 0.0, misfit, growth, where))
+        return float(predictive.scale_sd(0.0, 0.0, fitted.misfit_sd, fitted.growth_per_dex, where))
 
     flat = predictive.fit_scale(rng.normal(0, 0.01, len(d)), d, none, 0.0)
     assert sd_at(flat, 0.05) == pytest.approx(0.01, rel=0.15) and sd_at(flat, 1.0) == pytest.approx(0.01, rel=0.15)
-    assert flat[1] > flat[0]
+    assert flat.misfit_sd > flat.growth_per_dex
     growing = predictive.fit_scale(0.02 * d * rng.normal(0, 1, len(d)), d, none, 0.0)
     assert sd_at(growing, 1.0) == pytest.approx(0.02, rel=0.15) and sd_at(growing, 0.05) < 0.003
+
+
+def test_scale_fit_inflates_the_bootstrap_when_the_errors_follow_it_and_not_otherwise():
+    """Errors 2.5x the refits' bootstrap spread at each held-out run (a bootstrap too narrow by a constant
+    factor, as a refit on fewer runs extrapolates worse), with no other trend in distance, fit as that
+    inflation, not as growth; errors of the bootstrap's own size leave it at 1."""
+    rng = np.random.default_rng(1)
+    d = np.tile(np.linspace(0.05, 1.0, 20), 50)
+    s_boot = np.tile(rng.uniform(0.002, 0.03, 20), 50)  # unrelated to the distance
+    inflated = predictive.fit_scale(2.5 * s_boot * rng.normal(0, 1, len(d)), d, s_boot, 0.0)
+    assert inflated.boot_scale == pytest.approx(2.5, rel=0.1) and inflated.growth_per_dex < 0.002
+    honest = predictive.fit_scale(s_boot * rng.normal(0, 1, len(d)), d, s_boot, 0.0)
+    assert honest.boot_scale == pytest.approx(1.0, abs=0.1) and honest.growth_per_dex < 0.002
 
 
 # --- the CLI: fit stores the calibration, predict prints both intervals and warns far out

@@ -9,20 +9,30 @@ grows the further it is extrapolated. The interval here adds both, and measures 
    e = log L_pred - log L_actual, its distance beyond the runs fitted d = max(0, log10 of the N, D and C
    multiples of the largest fitted run), and the refit's own bootstrap spread s_boot there. This is the
    rolling-origin evaluation of forecasting (Tashman 2000, "Out-of-sample tests of forecasting accuracy").
-2. **A scale model.** e ~ s * z, with s^2 = s_boot^2 + sigma_noise^2 + misfit_sd^2 + (growth_per_dex * d)^2:
-   (a) parameter uncertainty at that point, (b) the fit's in-sample residual spread in log loss (run-to-run
-   noise plus misfit), (c) a refit's offset at the edge of its runs, which does not shrink to nothing one
-   step beyond them, (d) extrapolation error growing linearly with the distance in decades. sigma_noise is
-   the robust spread of the full fit's residuals; misfit_sd and growth_per_dex are fitted to the backtest
-   errors by maximum likelihood. Without (c), a fold whose errors are large but close (on Epoch's points,
-   the largest sizes held out 0.05-0.15 decades beyond the refit, -1.6% on average) could only be explained
-   by a steep growth: on Epoch's median split the growth came out at 2.5% per decade and the intervals 9.7%
-   wide; with (c), 4.4%. The interval is centred on the law's own prediction. A drift of the backtests'
-   errors with distance widens it (through the growth) but does not shift it: a shift fitted to the refits
-   (bias_per_dex, in law files before 2026-12-01, still applied when read) does not carry over to the full
-   fit, whose runs reach further. On Li et al. 2025's 81 runs the refits under-predicted by 7.6% per decade
-   while the full fit's 17 larger runs came out at +0.02% on average: the shifted intervals held 9 of them,
-   the centred ones 17; on Epoch's 0.7 split, 84.7% against 95.8% (benchmarks/interval_coverage.py).
+2. **A scale model.** e ~ s * z, with
+   s^2 = (boot_scale * s_boot)^2 + sigma_noise^2 + misfit_sd^2 + (growth_per_dex * d)^2:
+   (a) parameter uncertainty at that point, the bootstrap's spread inflated by a factor boot_scale >= 1, (b)
+   the fit's in-sample residual spread in log loss (run-to-run noise plus misfit), (c) a refit's offset at the
+   edge of its runs, which does not shrink to nothing one step beyond them, (d) extrapolation error growing
+   linearly with the distance in decades. sigma_noise is the robust spread of the full fit's residuals;
+   boot_scale, misfit_sd and growth_per_dex are fitted to the backtest errors by maximum likelihood. Why (a) is
+   inflated rather than left at 1: a refit on fewer runs extrapolates worse, and its own bootstrap spread says
+   so (it grows with the distance and shrinks with the runs), but too narrowly when the runs' errors are
+   correlated or the law is misspecified. Without the factor, the errors it misses could only be fitted as
+   growth with distance, a growth measured on the weaker refits and then applied in full to the full fit: on Li
+   et al. 2025's runs 8.5% per decade, intervals 23.0% wide (median) around errors of 0.79%. Scaled, the full
+   fit's own, smaller spread carries the distance (boot_scale 1.5, no growth): 11.6% wide, the same 17 of 17
+   inside; on Epoch's points split at 4 quantiles of compute 97.2-100% inside, against 95.8-98.3%
+   (benchmarks/interval_coverage.py, 2026-12-02). Where the bootstrap is right (synthetic sweeps from a known
+   law) it stays at 1. Without (c), a fold whose errors are large but close (on Epoch's points, the largest
+   sizes held out 0.05-0.15 decades beyond the refit, -1.6% on average) could only be explained by a steep
+   growth: on Epoch's median split the growth came out at 2.5% per decade and the intervals 9.7% wide; with
+   (c), 4.4%. The interval is centred on the law's own prediction. A drift of the backtests' errors with
+   distance widens it (through the growth) but does not shift it: a shift fitted to the refits (bias_per_dex,
+   in law files before 2026-12-01, still applied when read) does not carry over to the full fit, whose runs
+   reach further. On Li et al. 2025's 81 runs the refits under-predicted by 7.6% per decade while the full
+   fit's 17 larger runs came out at +0.02% on average: the shifted intervals held 9 of them, the centred ones
+   17; on Epoch's 0.7 split, 84.7% against 95.8% (benchmarks/interval_coverage.py).
 3. **Calibrated quantiles.** The normalised scores z = e / s are the locally weighted
    (normalised) nonconformity scores of split conformal prediction (Vovk, Gammerman & Shafer 2005; Lei,
    G'Sell, Rinaldo, Tibshirani & Wasserman 2018, "Distribution-free predictive inference for regression",
@@ -74,6 +84,7 @@ MIN_TRAIN_FRACTION = 0.5  # a fold refits on at least half the runs: smaller ref
 MAX_COMPUTE_FOLDS = 6
 MAX_SIZE_FOLDS = 3
 FOLD_BOOTSTRAP = 30  # bootstrap replicates per fold, for s_boot at the held-out runs
+MAX_BOOT_SCALE = 10.0  # the bootstrap spread's inflation is fitted in [1, 10]: beyond, the bootstrap says nothing
 # Multiples of the largest fitted compute that the distance table bins by.
 DISTANCE_BINS = (1.0, 2.0, 4.0, 10.0, 100.0, math.inf)
 
@@ -263,25 +274,41 @@ def held_out_errors(fold: str, train: RunTable, law: ChinchillaLaw, test: RunTab
 # --- calibration --------------------------------------------------------------------------------------------
 
 
-def scale_sd(boot_sd, sigma_noise: float, misfit_sd: float, growth_per_dex: float, distance_dex) -> np.ndarray:
+def scale_sd(boot_sd, sigma_noise: float, misfit_sd: float, growth_per_dex: float, distance_dex,
+             boot_scale: float = 1.0) -> np.ndarray:
     """The scale model's standard deviation of log error: parameters, noise, misfit and extrapolation."""
     extrapolation = growth_per_dex * np.asarray(distance_dex, float)
-    return np.sqrt(np.asarray(boot_sd, float) ** 2 + sigma_noise**2 + misfit_sd**2 + extrapolation**2)
+    parameters = boot_scale * np.asarray(boot_sd, float)
+    return np.sqrt(parameters**2 + sigma_noise**2 + misfit_sd**2 + extrapolation**2)
 
 
-def fit_scale(e: np.ndarray, d: np.ndarray, s_boot: np.ndarray, sigma_noise: float) -> tuple[float, float]:
-    """(growth_per_dex, misfit_sd) by Gaussian maximum likelihood of e ~ N(0, s_boot^2 + sigma^2 + m^2 + (k d)^2)."""
+@dataclass(frozen=True)
+class ScaleFit:
+    """The scale model's three fitted terms (module docstring, step 2)."""
+
+    growth_per_dex: float
+    misfit_sd: float
+    boot_scale: float
+
+
+def fit_scale(e: np.ndarray, d: np.ndarray, s_boot: np.ndarray, sigma_noise: float) -> ScaleFit:
+    """Gaussian maximum likelihood of e ~ N(0, (c s_boot)^2 + sigma^2 + m^2 + (k d)^2), c >= 1, from a few
+    starts of c: the likelihood can have a local optimum that explains the same errors by growth alone."""
     from scipy.optimize import minimize
 
     def nll(x):
-        k, m = x
-        var = scale_sd(s_boot, sigma_noise, m, k, d) ** 2 + 1e-12
+        k, m, c = x
+        var = scale_sd(s_boot, sigma_noise, m, k, d, c) ** 2 + 1e-12
         return float(np.sum(np.log(var) + e**2 / var))
 
     spread = max(float(np.std(e)), 1e-4)
-    res = minimize(nll, [spread / max(float(np.mean(d)), 1e-3), spread / 2], method="L-BFGS-B",
-                   bounds=[(0.0, None), (0.0, None)])
-    return float(res.x[0]), float(res.x[1])
+    best = None
+    for c0 in (1.0, 2.0, 4.0):
+        res = minimize(nll, [spread / max(float(np.mean(d)), 1e-3), spread / 2, c0], method="L-BFGS-B",
+                       bounds=[(0.0, None), (0.0, None), (1.0, MAX_BOOT_SCALE)])
+        if best is None or res.fun < best.fun:
+            best = res
+    return ScaleFit(float(best.x[0]), float(best.x[1]), float(best.x[2]))
 
 
 def conformal_quantiles(z: np.ndarray, level: float) -> tuple[float, float]:
@@ -336,15 +363,16 @@ class Calibration:
     method: str = METHOD
     quantiles: str = CONFORMAL  # or the reason the score quantiles are Student-t ones (too few scores)
     misfit_sd: float = 0.0  # 0 in law files from before the misfit term
+    boot_scale: float = 1.0  # 1 in law files from before the bootstrap's inflation was fitted (2026-12-02)
 
     def scale(self, distance_dex, boot_sd) -> np.ndarray:
-        return scale_sd(boot_sd, self.sigma_noise, self.misfit_sd, self.growth_per_dex, distance_dex)
+        return scale_sd(boot_sd, self.sigma_noise, self.misfit_sd, self.growth_per_dex, distance_dex, self.boot_scale)
 
     def interval(self, point: float, params: float, tokens: float, boot_sd: float, flops=None) -> PredictionInterval:
         """The interval for the actual loss of a run of N params on D tokens whose law predicts `point`."""
         where = self.fitted.where(params, tokens, flops)
         d = where.distance_dex
-        sd = {"parameters": float(boot_sd), "noise": self.sigma_noise, "misfit": self.misfit_sd,
+        sd = {"parameters": self.boot_scale * float(boot_sd), "noise": self.sigma_noise, "misfit": self.misfit_sd,
               "extrapolation": self.growth_per_dex * d}
         beyond = d > self.backtested_up_to_dex + 1e-9
         if self.n_folds < MIN_FOLDS or not (math.isfinite(self.score_low) and math.isfinite(self.score_high)):
@@ -377,15 +405,16 @@ class Calibration:
             high = math.inf if raw["score_high"] is None else _number(raw["score_high"])
             counts = {k: int(_number(raw[k])) for k in ("n_folds", "n_scores")}
             misfit = _number(raw.get("misfit_sd", 0.0))
+            boot_scale = _number(raw.get("boot_scale", 1.0))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{where}: prediction_calibration is malformed ({_describe(e)})") from None
         if (not 0 < nums["level"] < 1 or min(nums["sigma_noise"], nums["growth_per_dex"], misfit) < 0
-                or low > high):
+                or boot_scale < 1 or low > high):
             raise UserError(f"{where}: prediction_calibration has out-of-range values")
         method = str(raw.get("method", METHOD))
         quantiles = str(raw.get("quantiles", CONFORMAL))  # law files from before the Student-t fallback
         return cls(score_low=low, score_high=high, fitted=fitted, method=method, quantiles=quantiles,
-                   misfit_sd=misfit, **nums, **counts)
+                   misfit_sd=misfit, boot_scale=boot_scale, **nums, **counts)
 
 
 def _number(v) -> float:
@@ -413,9 +442,9 @@ def calibrate(backtest: Backtest, sigma_noise: float, fitted: FittedRange, level
     top = float(d.max()) if len(d) else 0.0
     if n_folds < MIN_FOLDS:
         return Calibration(level, sigma_noise, 0.0, 0.0, -math.inf, math.inf, n_folds, len(e), top, fitted)
-    growth, misfit = fit_scale(e, d, s_boot, sigma_noise)
+    fit = fit_scale(e, d, s_boot, sigma_noise)
     bias = 0.0  # centred on the law's prediction: a drift of the refits does not carry over (module docstring)
-    z = e / (scale_sd(s_boot, sigma_noise, misfit, growth, d) + 1e-12)
+    z = e / (scale_sd(s_boot, sigma_noise, fit.misfit_sd, fit.growth_per_dex, d, fit.boot_scale) + 1e-12)
     lo, hi = conformal_quantiles(z, level)
     floor = float(student_t.ppf(1 - (1 - level) / 2, n_folds - 1))
     quantiles = CONFORMAL
@@ -424,8 +453,8 @@ def calibrate(backtest: Backtest, sigma_noise: float, fitted: FittedRange, level
                      f"distribution-free conformal quantiles at {level:.0%} (they need {conformal_minimum(level)})")
         lo, hi = -float(np.abs(z).max()), float(np.abs(z).max())
     lo, hi = min(lo, -floor), max(hi, floor)
-    return Calibration(level, sigma_noise, bias, growth, lo, hi, n_folds, len(e), top, fitted, quantiles=quantiles,
-                       misfit_sd=misfit)
+    return Calibration(level, sigma_noise, bias, fit.growth_per_dex, lo, hi, n_folds, len(e), top, fitted,
+                       quantiles=quantiles, misfit_sd=fit.misfit_sd, boot_scale=fit.boot_scale)
 
 
 def conformal_minimum(level: float) -> int:
