@@ -9,14 +9,18 @@ if [ "${1:-}" = "--fast" ]; then
     shift
     lane=(-m "not slow and not slurm")
 fi
+workers=${SCALING_TEST_WORKERS:-2}
+case "$workers" in
+    ''|*[!0-9]*) echo "scripts/test.sh: SCALING_TEST_WORKERS must be a whole number, got '$workers'" >&2; exit 2 ;;
+esac
 bash scripts/setup.sh
 .venv/bin/ruff check .
 # Two workers (pytest-xdist), a test file to a worker: most of the suite's time is one process at a time
 # (Python and torch start-up, the SLURM tests' requeue waits, single-threaded fits), so serial it kept 2 cores
 # 104% busy. On 2 Zen 4 cores (2026-12-02) the whole suite took 22.0 min serial and 14.3 min on 2 workers,
-# 617 passed each. Whole files (--dist loadfile), so a module's fixture (the demo's, 3-4 min) runs once.
-workers=${SCALING_TEST_WORKERS:-2}
+# 617 passed each. Whole files (--dist loadfile), so a module's fixture (the demo's, 3-4 min) runs once, in
+# the order tests/conftest.py gives them, slowest first (--no-loadscope-reorder).
 parallel=()
-if [ "$workers" -gt 1 ]; then parallel=(-n "$workers" --dist loadfile); fi
+if [ "$workers" -gt 1 ]; then parallel=(-n "$workers" --dist loadfile --no-loadscope-reorder); fi
 # --durations: CI's log names the slowest tests, so the suite's time can be kept in hand.
 exec .venv/bin/python -m pytest -q --durations=25 "${parallel[@]}" "${lane[@]}" "$@"

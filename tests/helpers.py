@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
+# What every launch's report.json holds (test_demo.py's final run, test_launch.py's launches).
+LAUNCH_REPORT_KEYS = {"predicted_loss", "predicted_interval", "actual_loss", "relative_error", "within_interval",
+                      "planned_gpu_hours", "actual_gpu_hours"}
 PEAK_CACHE = Path("scaling") / "cpu_matmul_peak.json"  # relative to XDG_CACHE_HOME, as gptcore writes it
 
 
