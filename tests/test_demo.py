@@ -22,8 +22,8 @@ from scaling.fit.predictive import conformal_minimum
 from scaling.law import FittedLaw
 
 # The demo fixture sweeps the bundled tiny grid (4 sizes x 3 budgets), written out as a grid file: the
-# 3 x 2 test grid of test_launch.py is too small for a fit that constrains the law (it gave alpha = 4e3, or alpha < 0,
-# run to run), and the fit rightly refuses to write such a law.
+# 3 x 2 test grid of test_launch.py is too small for a fit that constrains the law (it gave alpha = 4e3, or
+# alpha < 0, run to run), and the fit rightly refuses to write such a law.
 DEMO_GRID = (ROOT / "sweeps" / "grids" / "tiny.toml").read_text()
 
 @pytest.fixture(scope="module")

@@ -177,7 +177,7 @@ def test_nested_backtests_redo_the_choice_per_fold_and_fall_back_where_a_fold_is
 def test_where_the_plain_form_gives_no_law_the_demo_lets_the_backtests_choose_one_that_does(tmp_path, capsys):
     """The seed-1 tiny sweep through the demo's fit step: the plain fit is refused in one line; --form auto
     passes over the variant whose fit on all the runs is degenerate, prints why, and writes the next one's
-    law, calibrated. (Where the plain form gives a law, the demo takes it: tests/test_launch.py's demo.)"""
+    law, calibrated. (Where the plain form gives a law, the demo takes it: tests/test_demo.py.)"""
     from scaling.commands.demo import fit_step
 
     seed1 = tmp_path / "seed1.csv"

@@ -2,7 +2,7 @@
 into the law file, and a launch trains its final run by it unless told otherwise, which it records.
 
 The launch tests stop before training (`prepare_launch`: plan, checks, prediction registered): the rule is
-chosen there. The demo's launch (tests/test_launch.py) checks the whole loop.
+chosen there. The demo's launch (tests/test_demo.py) checks the whole loop.
 """
 
 from __future__ import annotations
