@@ -21,7 +21,7 @@ from sweeps.local import LocalExecutor, available_cores, worker_layout
 from sweeps.progress import SweepProgress
 from sweeps.provenance import data_hash
 from sweeps.runner import SETTINGS_NAME, check_run_tree, recorded_loggers
-from sweeps.slurm import SlurmExecutor, cluster_answers
+from sweeps.slurm import SlurmExecutor, cluster_answers, cluster_slots
 from sweeps.store import CSV_NAME, DB_NAME, FINAL, Store
 
 DEFAULT_LR_LAW = Path("runs/tune/lr_law.json")  # where `scaling tune` writes by default
@@ -179,6 +179,9 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
         layout = f"{workers} worker(s) x {threads} thread(s)" + (f", {gpus} GPU(s)" if gpus else "")
     else:
         workers, threads = (opts.workers or len(todo) or 1), opts.cpus_per_run
+        # The estimate's slots: no more runs at once than the partition holds (a 2-CPU node runs 2 of 1 CPU,
+        # not a whole array of 20 side by side, which the estimate assumed before 2026-12-02).
+        workers = min(workers, cluster_slots(opts.partition, threads, opts.gpus_per_run or 0) or workers)
         layout = (
             f"partition {opts.partition or 'default'}, {threads} CPU(s)"
             + (f", {opts.gpus_per_run} GPU(s)" if opts.gpus_per_run else "")

@@ -40,21 +40,62 @@ def cluster_answers(timeout_s: float = 10.0) -> bool:
         return False
 
 
+def _sinfo(fmt: str, partition: str | None) -> str | None:
+    cmd = ["sinfo", "-h", "-o", fmt] + (["-p", partition] if partition else [])
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def gres_gpus(gres: str) -> int | None:
+    """The GPUs in one node's GRES string (`gpu:8`, `gpu:a100:4(S:0-1)`, `(null)`); None for none."""
+    for item in gres.split(","):
+        parts = item.split("(")[0].split(":")
+        if parts[0] == "gpu" and len(parts) > 1 and parts[-1].isdigit():
+            return int(parts[-1])
+    return None
+
+
 def gpus_per_node(partition: str | None) -> int | None:
     """The GPUs each node of `partition` (default: the default one) has, from its GRES (`gpu:8`,
     `gpu:a100:4(S:0-1)`); None on CPU nodes or when sinfo does not answer."""
-    cmd = ["sinfo", "-h", "-o", "%G"] + (["-p", partition] if partition else [])
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    counts = []
-    for gres in out.split():
-        for item in gres.split(","):
-            parts = item.split("(")[0].split(":")
-            if parts[0] == "gpu" and len(parts) > 1 and parts[-1].isdigit():
-                counts.append(int(parts[-1]))
+    out = _sinfo("%G", partition) or ""
+    counts = [n for n in (gres_gpus(g) for g in out.split()) if n is not None]
     return min(counts) if counts else None
+
+
+def partition_slots(sinfo_lines: str, partition: str | None, cpus_per_run: int, gpus_per_run: int) -> int | None:
+    """How many runs of `cpus_per_run` CPUs and `gpus_per_run` GPUs the partition holds at once, from
+    `sinfo -h -o "%P %C %D %G"` lines (partition, CPUs allocated/idle/other/total, nodes, GRES); without a
+    partition, the default one (its name ends in *). None when the lines say nothing of it."""
+    cpus = gpus = 0
+    seen = False
+    for line in sinfo_lines.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        name, counts, nodes, gres = fields[:4]
+        if (partition is None and not name.endswith("*")) or (partition and name.rstrip("*") != partition):
+            continue
+        try:
+            cpus += int(counts.split("/")[3])
+            gpus += int(nodes) * (gres_gpus(gres) or 0)
+        except (IndexError, ValueError):
+            continue
+        seen = True
+    if not seen:
+        return None
+    slots = cpus // max(1, cpus_per_run)
+    if gpus_per_run:
+        slots = min(slots, gpus // gpus_per_run)
+    return max(1, slots)
+
+
+def cluster_slots(partition: str | None, cpus_per_run: int, gpus_per_run: int) -> int | None:
+    """partition_slots of the cluster answering here (None when sinfo does not answer)."""
+    out = _sinfo("%P %C %D %G", partition)
+    return None if out is None else partition_slots(out, partition, cpus_per_run, gpus_per_run)
 
 
 def slurm_owner() -> str:

@@ -9,7 +9,7 @@ import pytest
 from sweeps.duration import makespan
 from sweeps.local import worker_layout
 from sweeps.runner import latest_loss
-from sweeps.slurm import TIMEOUT_BUCKETS_MIN, timeout_for
+from sweeps.slurm import TIMEOUT_BUCKETS_MIN, gres_gpus, partition_slots, timeout_for
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,29 @@ def test_slurm_time_limits_come_from_the_flag_or_the_estimate_in_buckets():
     assert timeout_for(60.0, None) == 10  # 3 min + 5 min -> the 10-minute bucket
     assert timeout_for(3600.0, None) == 240  # 3 h + 5 min -> 4 h
     assert timeout_for(1e9, None) == TIMEOUT_BUCKETS_MIN[-1]
+
+
+# `sinfo -h -o "%P %C %D %G"` as slurm 22.05 prints it: this machine's one-node cluster, and a GPU cluster.
+SINFO_HERE = "debug* 0/2/0/2 1 (null)\noversub 0/2/0/2 1 (null)\n"
+SINFO_GPUS = "gpu* 64/128/0/192 2 gpu:a100:8(S:0-1)\ngpu* 0/96/0/96 1 gpu:h100:4\ncpu 0/512/0/512 4 (null)\n"
+
+
+@pytest.mark.parametrize("lines, partition, cpus, gpus, want", [
+    (SINFO_HERE, None, 1, 0, 2),  # 2 CPUs of the default partition: 2 runs at once, not a whole array
+    (SINFO_HERE, "oversub", 2, 0, 1),
+    (SINFO_HERE, None, 4, 0, 1),  # a run larger than the partition still gets one slot
+    (SINFO_GPUS, None, 4, 1, 20),  # 2 x 8 + 1 x 4 GPUs bound it before 288 CPUs do
+    (SINFO_GPUS, None, 32, 1, 9),  # 288 CPUs / 32 per run
+    (SINFO_GPUS, "cpu", 8, 0, 64),
+    (SINFO_GPUS, "missing", 1, 0, None),
+    ("", None, 1, 0, None),
+])
+def test_a_slurm_estimate_runs_no_more_at_once_than_the_partition_holds(lines, partition, cpus, gpus, want):
+    assert partition_slots(lines, partition, cpus, gpus) == want
+
+
+def test_gres_strings_give_their_gpu_count():
+    assert [gres_gpus(g) for g in ("gpu:8", "gpu:a100:4(S:0-1)", "(null)", "craynetwork:4,gpu:2")] == [8, 4, None, 2]
 
 
 def test_makespan_puts_the_longest_runs_first_on_the_least_busy_worker():
