@@ -48,20 +48,25 @@ def _sinfo(fmt: str, partition: str | None) -> str | None:
         return None
 
 
-def gres_gpus(gres: str) -> int | None:
-    """The GPUs in one node's GRES string (`gpu:8`, `gpu:a100:4(S:0-1)`, `(null)`); None for none."""
+def gres_gpu_counts(gres: str) -> list[int]:
+    """The count of each GPU item in one node's GRES string (`gpu:8`, `gpu:a100:4(S:0-1)`, `(null)`: none)."""
+    counts = []
     for item in gres.split(","):
         parts = item.split("(")[0].split(":")
         if parts[0] == "gpu" and len(parts) > 1 and parts[-1].isdigit():
-            return int(parts[-1])
-    return None
+            counts.append(int(parts[-1]))
+    return counts
+
+
+def gres_gpus(gres: str) -> int | None:
+    """The GPUs in one node's GRES string, every type together; None for none."""
+    return sum(gres_gpu_counts(gres)) or None
 
 
 def gpus_per_node(partition: str | None) -> int | None:
     """The GPUs each node of `partition` (default: the default one) has, from its GRES (`gpu:8`,
     `gpu:a100:4(S:0-1)`); None on CPU nodes or when sinfo does not answer."""
-    out = _sinfo("%G", partition) or ""
-    counts = [n for n in (gres_gpus(g) for g in out.split()) if n is not None]
+    counts = [n for gres in (_sinfo("%G", partition) or "").split() for n in gres_gpu_counts(gres)]
     return min(counts) if counts else None
 
 
