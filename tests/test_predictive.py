@@ -141,13 +141,39 @@ def test_calibration_round_trip_and_malformed_records():
     raw = cal.to_json()
     for broken in ({**raw, "sigma_noise": "x"}, {k: v for k, v in raw.items() if k != "growth_per_dex"},
                    {**raw, "fitted": {"params_max": -1}}, {**raw, "level": 2.0}, {**raw, "misfit_sd": -0.1},
-                   {**raw, "misfit_sd": "x"}, {**raw, "boot_scale": 0.5}, {**raw, "boot_scale": None}, [1, 2]):
+                   {**raw, "misfit_sd": "x"}, {**raw, "boot_scale": 0.5}, {**raw, "boot_scale": None},
+                   {**raw, "floor_dof": 0}, {**raw, "floor_dof": "x"}, [1, 2]):
         with pytest.raises(UserError, match="prediction_calibration"):
             predictive.Calibration.from_json(broken)
     older = {k: v for k, v in raw.items() if k != "misfit_sd"}  # a law file from before the misfit term
     assert predictive.Calibration.from_json(older).misfit_sd == 0.0
     unscaled = {k: v for k, v in raw.items() if k != "boot_scale"}  # from before the bootstrap's inflation
     assert predictive.Calibration.from_json(unscaled).boot_scale == 1.0
+    assert cal.floor_dof >= cal.n_folds - 1
+    assert predictive.Calibration.from_json({k: v for k, v in raw.items() if k != "floor_dof"}).floor_dof is None
+
+
+def test_effective_draws_count_a_fold_of_shared_errors_as_one_draw():
+    """Kish's design effect: scores that are one offset per fold count as the folds, independent scores as
+    themselves, and a mix in between; the Student-t floor's degrees of freedom follow, so independent
+    errors get a narrower quantile than errors that move together within their folds."""
+    rng = np.random.default_rng(3)
+    folds = [f"f{i}" for i in range(5) for _ in range(20)]
+    offsets = np.repeat(rng.normal(0, 1, 5), 20)
+    assert predictive.effective_draws(offsets + 1e-9 * rng.normal(0, 1, 100), folds) == pytest.approx(5, rel=0.01)
+    assert predictive.effective_draws(rng.normal(0, 1, 100), folds) > 70
+    mixed = predictive.effective_draws(offsets + rng.normal(0, 1, 100), folds)
+    assert 5 < mixed < 40
+
+    def calibrated(e):
+        errors = [predictive.HeldOutError(f, str(i), float(x), 0.0, predictive.Extrapolation(2.0, 2.0, 4.0))
+                  for i, (f, x) in enumerate(zip(folds, e, strict=True))]
+        bt = predictive.Backtest([predictive.Fold(f, "compute", 50, 20) for f in dict.fromkeys(folds)], errors)
+        return predictive.calibrate(bt, 0.0, predictive.FittedRange(1.0, 1.0, 1.0))
+
+    shared, independent = calibrated(0.01 * offsets), calibrated(0.01 * rng.normal(0, 1, 100))
+    assert shared.floor_dof == pytest.approx(4, abs=0.05) and independent.floor_dof > 60
+    assert shared.score_high > 2.7 > 2.1 > independent.score_high
 
 
 def test_scale_fit_tells_a_constant_misfit_from_growth_with_distance():
