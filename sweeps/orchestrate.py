@@ -180,8 +180,10 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     else:
         workers, threads = (opts.workers or len(todo) or 1), opts.cpus_per_run
         # The estimate's slots: no more runs at once than the partition holds (a 2-CPU node runs 2 of 1 CPU,
-        # not a whole array of 20 side by side, which the estimate assumed before 2026-12-02).
-        workers = min(workers, cluster_slots(opts.partition, threads, opts.gpus_per_run or 0) or workers)
+        # not a whole array of 20 side by side, which the estimate assumed before 2026-12-02). Only the
+        # estimate reads them, so --no-estimate asks sinfo nothing.
+        if todo and opts.estimate:
+            workers = min(workers, cluster_slots(opts.partition, threads, opts.gpus_per_run or 0) or workers)
         layout = (
             f"partition {opts.partition or 'default'}, {threads} CPU(s)"
             + (f", {opts.gpus_per_run} GPU(s)" if opts.gpus_per_run else "")

@@ -81,3 +81,21 @@ def test_latest_loss_prefers_the_last_rows_val_loss(tmp_path):
     long = [{"step": i, "train_loss": 1.0 + i / 1000, "sample": "x" * 300} for i in range(100)]
     path.write_text("".join(json.dumps(r) + "\n" for r in long))  # past the 4 KiB tail window
     assert latest_loss(path) == 1.099
+
+
+def test_a_slurm_dry_run_without_the_estimate_asks_sinfo_nothing(monkeypatch, tmp_path, capsys):
+    """The partition's slots bound only the estimate's schedule, so --no-estimate must not wait on sinfo
+    (which can hang on a cluster that is slow to answer); with the estimate it is asked once."""
+    from scaling.cli import main
+    from sweeps import orchestrate
+
+    asked = []
+    monkeypatch.setattr(orchestrate, "cluster_answers", lambda: True)
+    monkeypatch.setattr(orchestrate, "cluster_slots", lambda *a: asked.append(a) or 1)
+    assert main(["sweep", "--grid", "tiny", "--out", str(tmp_path / "a"), "--executor", "slurm", "--dry-run",
+                 "--no-estimate"]) == 0
+    assert asked == [] and "estimate: skipped (--no-estimate)" in capsys.readouterr().out
+    monkeypatch.setattr(orchestrate, "estimate_seconds",
+                        lambda todo, data, threads: ({s.run_id: 60.0 for s in todo}, "measured"))
+    assert main(["sweep", "--grid", "tiny", "--out", str(tmp_path / "b"), "--executor", "slurm", "--dry-run"]) == 0
+    assert len(asked) == 1 and "on 1 slot(s)" in capsys.readouterr().out
