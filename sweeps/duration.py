@@ -8,6 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from scaling.formulas import SECONDS_PER_HOUR
+from scaling.planner_time import Schedule, run_time
 from sweeps.grid import RunSpec
 
 MEASURE_STEPS = 6  # the trainer's throughput skips its first 3 steps (warm-up)
@@ -51,9 +53,34 @@ def estimate_seconds(specs: list[RunSpec], data: str, threads: int | None) -> tu
         t = min(1.0, max(0.0, (math.log(n) - x0) / (x1 - x0)))
         return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
 
-    est = {s.run_id: s.flops / rate(s.non_embedding_params) + overhead_s for s in specs}
+    est = {s.run_id: run_seconds(s, data, threads, rate(s.non_embedding_params)) + overhead_s for s in specs}
     what = ", ".join(f"{s.run_id} {r / 1e9:.2f} GFLOP/s" for s, (_, r, _) in zip(ends, measured, strict=True))
     return est, f"measured {what} per worker"
+
+
+def run_seconds(spec: RunSpec, data: str, threads: int | None, rate_flops_per_s: float) -> float:
+    """A run's training, evaluation and checkpoint seconds at `rate_flops_per_s` (the trainer's FLOPs
+    convention), on the run's own schedule (the planner's run_time).
+
+    Why not training alone: the evaluations are forward passes the throughput measurement does not time,
+    the same schedule `scaling plan` and `launch` count (one implementation). On the tiny grid the
+    256-sequence final evaluation is a third of a 16K-token run's work, 5-6% of the whole sweep's: its
+    --dry-run said 1.34 and 1.23 min before, 1.41 and 1.31 min with them (alternating runs; Xeon, 2026-12-03).
+    Its runs then took 97.6 s against 82.2 s planned (benchmarks/plan_accuracy.py, ratio 0.84): the rest is
+    the runs' start-up, which the in-process measurement does not see."""
+    from gptcore.config import count_params
+    from sweeps.runner import train_config
+
+    cfg = train_config(spec, data, Path("estimate"), threads)
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.model.ctx
+    schedule = Schedule(tokens_per_step=tokens_per_step, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
+                        final_eval_batches=cfg.final_eval_batches, eval_sequences_per_batch=cfg.batch_size,
+                        ctx=cfg.model.ctx, checkpoint_every=cfg.checkpoint_every)
+    # run_time counts a forward pass as 2N per token against training's 6N: N here is the trainer's FLOPs
+    # per token over 6, so that evaluation costs a third of training per token in the same convention.
+    params = spec.flops / spec.tokens / 6.0
+    plan = run_time(spec.tokens, spec.flops, params, count_params(cfg.model), rate_flops_per_s, 1, schedule)
+    return plan.wall_clock_hours * SECONDS_PER_HOUR
 
 
 def makespan(seconds: list[float], workers: int) -> float:

@@ -99,3 +99,22 @@ def test_a_slurm_dry_run_without_the_estimate_asks_sinfo_nothing(monkeypatch, tm
                         lambda todo, data, threads: ({s.run_id: 60.0 for s in todo}, "measured"))
     assert main(["sweep", "--grid", "tiny", "--out", str(tmp_path / "b"), "--executor", "slurm", "--dry-run"]) == 0
     assert len(asked) == 1 and "on 1 slot(s)" in capsys.readouterr().out
+
+
+def test_a_runs_estimate_counts_its_evaluations_as_forward_passes_on_its_own_schedule():
+    """The tiny grid's runs evaluate every 50 steps on 4 batches and last on 32 (256 sequences): at the
+    same FLOP rate, that forward work (a third of training's per token) and the checkpoints are added."""
+    from gptcore.config import GPTConfig, count_params
+    from sweeps.duration import run_seconds
+    from sweeps.grid import load_grid, resolve
+
+    rate = 1e9
+    for spec in resolve(load_grid("tiny"), 32779, "data"):
+        steps = -(-spec.tokens // (8 * 64))
+        eval_batches = (steps // 50 + (1 if steps % 50 else 0) - 1) * 4 + 32
+        forward_s = eval_batches * 8 * 64 * (spec.flops / spec.tokens / 3) / rate
+        checkpoints = steps // 50 + (1 if steps % 50 else 0)
+        checkpoint_s = checkpoints * 12 * count_params(GPTConfig.from_dict(spec.model)) / 1e9
+        assert run_seconds(spec, "data", 1, rate) == pytest.approx(spec.flops / rate + forward_s + checkpoint_s)
+    small = min(resolve(load_grid("tiny"), 32779, "data"), key=lambda s: s.flops)
+    assert run_seconds(small, "data", 1, rate) > 1.3 * small.flops / rate  # 16K tokens: the final eval is 1/3
