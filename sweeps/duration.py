@@ -44,7 +44,8 @@ def estimate_seconds(specs: list[RunSpec], data: str, threads: int | None) -> tu
     by_size = sorted(specs, key=lambda s: s.non_embedding_params)
     ends = [by_size[0]] if by_size[0].model == by_size[-1].model else [by_size[0], by_size[-1]]
     measured = [(math.log(s.non_embedding_params), *measure_flops_per_s(s, data, threads)) for s in ends]
-    overhead_s = min(wall for _, _, wall in measured) / 2  # start-up and eval share of a short call, roughly
+    # A short call's start-up share, roughly; run_seconds counts the evaluations themselves.
+    overhead_s = min(wall for _, _, wall in measured) / 2
 
     def rate(n: int) -> float:
         if len(measured) == 1:
