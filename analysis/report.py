@@ -24,7 +24,7 @@ from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from scaling import formulas
 from scaling.law import FittedLaw, file_sha256
-from scaling.units import format_duration, format_interval
+from scaling.units import format_duration, format_interval, format_mfu
 
 FINAL_COLOR = "crimson"
 
@@ -250,7 +250,7 @@ def _mfu_word(nums: dict) -> str:
 
 def plot_gpu_hours(nums: dict, ax) -> None:
     """Planned GPU-hours (at the plan's MFU), re-planned with the run's measured MFU, and actual."""
-    bars = [("planned", nums["planned_gpu_hours"], f"MFU {nums['planned_mfu']:.2f} {_mfu_word(nums)}")]
+    bars = [("planned", nums["planned_gpu_hours"], f"MFU {format_mfu(nums['planned_mfu'])} {_mfu_word(nums)}")]
     if nums["replanned_gpu_hours"]:
         bars.append(("re-planned", nums["replanned_gpu_hours"], f"MFU {nums['fed_back_mfu']:.3f} fed back"))
     bars.append(("actual", nums["actual_gpu_hours"], "time in training steps"))
@@ -336,7 +336,8 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         f"fit's backtests) | {_interval(nums.get('prediction_interval'))} |",
         f"| inside the prediction interval | {_yes(nums.get('within_prediction_interval'))} |",
         f"| beyond the fitted runs (N, D, C multiples) | {_multiples(nums.get('extrapolation'))} |",
-        f"| planned GPU-hours (MFU {nums['planned_mfu']:.2f} {_mfu_word(nums)}) | {nums['planned_gpu_hours']:.4g} |",
+        f"| planned GPU-hours (MFU {format_mfu(nums['planned_mfu'])} {_mfu_word(nums)}) | "
+        f"{nums['planned_gpu_hours']:.4g} |",
         f"| re-planned with the measured throughput (MFU {_fmt(nums['fed_back_mfu'], '.3f')} as the planner "
         "counts) | "
         f"{_fmt(nums['replanned_gpu_hours'], '.4g')} |",

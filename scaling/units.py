@@ -76,6 +76,13 @@ def format_interval(lo: float | None, hi: float | None, spec: str = ".4g") -> st
     return f"{left}{format_number(lo, spec)}, {format_number(hi, spec)}{right}"
 
 
+def format_mfu(x: float) -> str:
+    """A utilisation, two significant digits kept: 0.4 -> '0.40', 0.00234 -> '0.0023'. A small model against
+    a CPU's AMX bf16 peak (near 1 TFLOP/s on 2 threads) reaches a few thousandths, which two decimals
+    would print as 0.00."""
+    return f"{x:#.2g}"
+
+
 def format_ratio(x: float, floor: float = 0.1) -> str:
     """A ratio such as tokens per parameter: one decimal, '< 0.1' below it, separators from 10^4."""
     if x < floor:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from scaling.units import format_duration, format_factor, format_interval, format_ratio
+from scaling.units import format_duration, format_factor, format_interval, format_mfu, format_ratio
 
 
 @pytest.mark.parametrize("x, text", [(1834.2, "1.8e+03x"), (12.5, "12.5x"), (3.0, "3x"),
@@ -40,3 +40,9 @@ def test_durations_pick_their_unit(seconds, text):
                                      (123456.0, "123,456")])
 def test_ratios_below_a_tenth_say_so(x, text):
     assert format_ratio(x) == text
+
+
+@pytest.mark.parametrize("x, text", [(0.4, "0.40"), (0.123, "0.12"), (1.0, "1.0"), (0.00234, "0.0023")])
+def test_a_small_mfu_keeps_its_digits(x, text):
+    # An AMX Xeon's bf16 peak put a tiny model's measured MFU at 0.002, which '.2f' printed as 0.00.
+    assert format_mfu(x) == text and float(format_mfu(x)) > 0

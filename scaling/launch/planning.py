@@ -11,7 +11,7 @@ from gptcore.errors import UserError
 from scaling.launch.executors import run_threads
 from scaling.launch.request import LaunchRequest
 from scaling.planner import Plan
-from scaling.units import format_duration, format_interval, format_size
+from scaling.units import format_duration, format_interval, format_mfu, format_size
 from sweeps.grid import RunSpec
 
 # The planner's figures the prediction keeps beside FLOPs and the device: what the report compares with.
@@ -196,7 +196,7 @@ def plan_lines(planned: LaunchPlan, spec: RunSpec, prediction: Prediction) -> li
         *_head_lines(spec, prediction),
         f"  FLOPs (6ND)        {result.flops:.3e}",
         f"  device             {result.gpus} x {planned.device} ({result.precision}, "
-        f"peak {result.peak_flops_per_s / 1e12:.3g} TFLOP/s, MFU {result.mfu:.2f} {_mfu_how(result)})",
+        f"peak {result.peak_flops_per_s / 1e12:.3g} TFLOP/s, MFU {format_mfu(result.mfu)} {_mfu_how(result)})",
         f"  GPU-hours          {result.gpu_hours:.4g} (wall clock {format_duration(result.wall_clock_hours * 3600)})",
         f"  cost               {cost}",
         f"  CO2e               {co2}",
