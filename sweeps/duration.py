@@ -68,7 +68,8 @@ def run_seconds(spec: RunSpec, data: str, threads: int | None, rate_flops_per_s:
     256-sequence final evaluation is a third of a 16K-token run's work, 5-6% of the whole sweep's: its
     --dry-run said 1.34 and 1.23 min before, 1.41 and 1.31 min with them (alternating runs; Xeon, 2026-12-03).
     Its runs then took 97.6 s against 82.2 s planned (benchmarks/plan_accuracy.py, ratio 0.84): the rest is
-    the runs' start-up, which the in-process measurement does not see."""
+    start-up the measurement does not time (the workers' processes, each run's model and data set-up, the
+    warm-up steps its throughput skips), of which overhead_s is a rough share."""
     from gptcore.config import count_params
     from sweeps.runner import train_config
 
