@@ -201,3 +201,18 @@ def test_where_the_plain_form_gives_no_law_the_demo_lets_the_backtests_choose_on
     assert all(s["mae_pct"] is None or s["passed_over"] or s["mae_pct"] >= chosen["mae_pct"] for s in scores.values())
     nested = law.form_choice["nested"]  # the plain form's fold refits that ran away are counted, not scored
     assert nested["plain_failed"] >= 1 and "more fold(s), left out of both" in out
+
+
+def test_the_choice_table_keeps_its_columns_apart_when_a_variant_misses_by_thousands_of_percent():
+    """A demo sweep (seed 1, 2026-12-03) printed drop-smallest's row as '104128.90%+4128.18%14050.58%': its
+    10 runs and three errors, run together. Each column keeps a space before it, and ordinary rows line up."""
+    from scaling.commands.fit import format_choice
+
+    wild = auto.VariantScore("drop-smallest", "", "total", folds_fitted=4, n_scored=10, mae_pct=4128.9,
+                             mean_error_pct=4128.18, max_abs_error_pct=14050.58)
+    fine = auto.VariantScore("tied", "", "total", folds_fitted=6, n_scored=10, mae_pct=1.86,
+                             mean_error_pct=-1.56, max_abs_error_pct=3.17)
+    header, *rows = format_choice(auto.AutoChoice("tied", [fine, wild], ["a", "b", "c", "d"])).splitlines()[1:]
+    assert rows[1].split()[-4:] == ["10", "4128.90%", "+4128.18%", "14050.58%"]
+    assert rows[0].split()[-4:] == ["10", "1.86%", "-1.56%", "3.17%"]
+    assert len(rows[0]) == len(header)  # the ordinary row ends under the header's last column
