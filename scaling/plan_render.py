@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from scaling.units import format_duration, format_interval, format_ratio, format_size
+from scaling.units import format_duration, format_interval, format_mfu, format_ratio, format_size
 
 if TYPE_CHECKING:  # the planner imports nothing from here; the type is for readers
     from scaling.planner import Plan
@@ -141,7 +141,7 @@ def _time_rows(p: Plan) -> list[str]:
     t, a = p.time, p.assumptions
     rows = [
         ("peak per GPU", f"{p.peak_flops_per_s / 1e12:,.1f} TFLOP/s", a.peak),
-        ("MFU", f"{p.mfu:.2f}", a.mfu),
+        ("MFU", format_mfu(p.mfu), a.mfu),
         ("GPU-hours", count(p.gpu_hours), "training: flops / (peak * MFU * 3600)"),
         ("training", duration(t.train_hours), f"{count(t.steps)} steps of {count(t.tokens_per_step)} tokens "
          f"on {p.gpus} GPUs"),

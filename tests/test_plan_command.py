@@ -200,3 +200,10 @@ def test_absurd_sizes_print_as_numbers_a_reader_can_take_in(capsys):
     rows = {line[:28].strip(): line[28:45].strip() for line in out.splitlines() if line.startswith("  ")}
     assert rows["tokens per parameter"] == "1e+15"
     assert rows["wall clock"].endswith("e+25 days") and len(rows["wall clock"]) < 17
+
+
+def test_the_table_prints_a_small_mfu_with_its_digits(capsys):
+    """A CPU run fed back through --mfu or --measured-from can be a few thousandths: not '0.00'."""
+    assert main(["plan", "--params", "1M", "--tokens", "20M", "--mfu", "0.003"]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("MFU ")]
+    assert row.split()[1] == "0.0030"
