@@ -24,7 +24,9 @@ bash scripts/setup.sh
 parallel=()
 # Passive OpenMP waits: two workers each run torch on every core, and torch's OpenMP threads spin while they
 # wait for work, so each process's spinning steals the other's cores. Two small trainings at once on this
-# 2-core Xeon (2026-12-03) ran 1.8 steps/s each with spinning and 4.2 each passive (7.7 alone, 7.1-7.5 passive).
+# 2-core Xeon (2026-12-03, benchmarks/bench_wait_policy.py) kept 35-56% of one process's throughput in all
+# with spinning and 132-150% passive. There the suite took 914.5 s passive against 1099.9 s, 636 passed each;
+# 3 workers (passive) took 1016.7 s.
 if [ "$workers" -gt 1 ]; then
     parallel=(-n "$workers" --dist loadfile --no-loadscope-reorder)
     export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
