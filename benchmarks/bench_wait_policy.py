@@ -4,9 +4,10 @@ scripts/test.sh runs the suite on 2 pytest-xdist workers, and each worker's torc
 trainings often share the cores. libgomp's threads spin while they wait for work (OMP_WAIT_POLICY unset),
 and a spinning thread holds a core the other process needs; OMP_WAIT_POLICY=PASSIVE makes them sleep.
 This times one small GPT's training steps (gptcore's model, bf16 autocast, AdamW) alone and two at once,
-under each policy, alternating in one run, each process on its own. Prints steps/s per process.
+under each policy, alternating in one run, each in a process of its own. Prints steps/s per process
+and, for each policy, what two at once keep of one process's throughput (100%: no loss from sharing).
 
-    python benchmarks/bench_wait_policy.py              # 3 rounds of 40 steps
+    python benchmarks/bench_wait_policy.py              # 3 rounds of 40 steps (about 3 min on 2 cores)
     python benchmarks/bench_wait_policy.py --rounds 5 --steps 60
 
 This box is shared and noisy: compare the policies within one run, not against another run's figures.
