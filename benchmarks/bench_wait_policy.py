@@ -70,10 +70,17 @@ def run_together(copies: int, policy: dict[str, str], steps: int) -> list[float]
     return [json.loads(o.strip().splitlines()[-1])["steps_per_s"] for o in outs]
 
 
+def positive_int(text: str) -> int:
+    """argparse's type for --rounds and --steps: 0 rounds has no median, 0 steps no throughput."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (the median is kept)")
-    p.add_argument("--steps", type=int, default=40, help="timed training steps per process")
+    p.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds (the median is kept)")
+    p.add_argument("--steps", type=positive_int, default=40, help="timed training steps per process")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
