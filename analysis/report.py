@@ -252,7 +252,7 @@ def plot_gpu_hours(nums: dict, ax) -> None:
     """Planned GPU-hours (at the plan's MFU), re-planned with the run's measured MFU, and actual."""
     bars = [("planned", nums["planned_gpu_hours"], f"MFU {format_mfu(nums['planned_mfu'])} {_mfu_word(nums)}")]
     if nums["replanned_gpu_hours"]:
-        bars.append(("re-planned", nums["replanned_gpu_hours"], f"MFU {nums['fed_back_mfu']:.3f} fed back"))
+        bars.append(("re-planned", nums["replanned_gpu_hours"], f"MFU {format_mfu(nums['fed_back_mfu'])} fed back"))
     bars.append(("actual", nums["actual_gpu_hours"], "time in training steps"))
     names = [f"{a}\n({c})" for a, _, c in bars]
     sns.barplot(x=names, y=[b for _, b, _ in bars], hue=names, palette="crest", legend=False, ax=ax)
@@ -293,6 +293,11 @@ def draw(launch: dict, nums: dict, plot_dir: Path) -> dict[str, Path]:
 
 def _fmt(x, spec: str = ".4f") -> str:
     return "n/a" if x is None else format(x, spec)
+
+
+def _mfu(x) -> str:
+    """An MFU as the plan prints it (two significant digits): a CPU run's few thousandths are not 0.002."""
+    return "n/a" if x is None else format_mfu(x)
 
 
 def _interval(lo_hi) -> str:
@@ -338,7 +343,7 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         f"| beyond the fitted runs (N, D, C multiples) | {_multiples(nums.get('extrapolation'))} |",
         f"| planned GPU-hours (MFU {format_mfu(nums['planned_mfu'])} {_mfu_word(nums)}) | "
         f"{nums['planned_gpu_hours']:.4g} |",
-        f"| re-planned with the measured throughput (MFU {_fmt(nums['fed_back_mfu'], '.3f')} as the planner "
+        f"| re-planned with the measured throughput (MFU {_mfu(nums['fed_back_mfu'])} as the planner "
         "counts) | "
         f"{_fmt(nums['replanned_gpu_hours'], '.4g')} |",
         f"| actual GPU-hours (time in training steps) | {nums['actual_gpu_hours']:.4g} |",
@@ -364,7 +369,7 @@ def markdown(nums: dict, plots: dict[str, Path], out: Path) -> str:
         "+ attention FLOPs per token; the planner counts 6N with N as the law counts it, so where N includes "
         "embeddings, which are looked up rather than multiplied (small models, total-parameter laws), the "
         f"planner counts {nums['planner_per_trainer_flops']:.2f}x the trainer's FLOPs and the fed-back MFU "
-        f"({_fmt(nums['fed_back_mfu'], '.3f')}) is the trainer's ({_fmt(nums['measured_mfu'], '.3f')}) times "
+        f"({_mfu(nums['fed_back_mfu'])}) is the trainer's ({_mfu(nums['measured_mfu'])}) times "
         "that ratio. Re-planned falls short of actual by the time outside steady-state steps.",
     }
     for name, path in plots.items():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gptcore.errors import UserError
 from scaling.formulas import SECONDS_PER_HOUR, Assumption
+from scaling.units import format_mfu
 
 # Datacentre NVMe SSDs are specified at 1-7 GB/s sequential write (PCIe 3 to 5); a checkpoint also pays
 # torch.save's serialisation and a shared filesystem is often slower: 1 GB/s is the conservative round figure.
@@ -187,4 +188,4 @@ def read_measured(path: str | Path) -> Measured:
         raise UserError(f"--measured-from: no finished run with a measured MFU (summary.json) under {path}")
     mfu = flops / peak_seconds
     where = ", ".join(sorted(devices))
-    return Measured(mfu, runs, where, f"measured: {path}, {runs} run(s) on {where}, trainer MFU {mfu:.3f}")
+    return Measured(mfu, runs, where, f"measured: {path}, {runs} run(s) on {where}, trainer MFU {format_mfu(mfu)}")

@@ -159,6 +159,16 @@ def test_measured_mfu_from_an_earlier_sweep_sets_the_time(tmp_path):
     assert "2 run(s)" in p.assumptions.mfu
 
 
+def test_a_measured_cpu_mfu_is_said_with_its_digits(tmp_path):
+    """A CPU run's MFU against its AMX peak is a few thousandths: said as the plan prints MFU, not '0.002'."""
+    (tmp_path / "r0").mkdir()
+    (tmp_path / "r0" / "summary.json").write_text(json.dumps({"status": "completed", "flops": 1e12,
+                                                              "mfu": 0.00234, "device": "cpu"}))
+    shape = ShapeFlags(n_layer=4, d_model=256, vocab_size=4096, ctx=256)
+    p = plan(PlanRequest(tokens=1e9, shape=shape, gpus=1, peak_tflops=2.0, measured_from=str(tmp_path)))
+    assert "1 run(s) on cpu, trainer MFU 0.0023 (" in p.assumptions.mfu, p.assumptions.mfu
+
+
 # ----------------------------------------------------------------------------- inference
 
 

@@ -19,6 +19,7 @@ from helpers import scaling
 from analysis.prediction import read_prediction
 from gptcore.errors import UserError
 from scaling.law import ChinchillaLaw, FittedLaw
+from scaling.units import format_mfu
 from sweeps import grid as grids
 from sweeps import hparams
 
@@ -183,13 +184,19 @@ def test_the_report_says_how_the_final_run_was_trained(swept, tmp_path):
     prepare(swept, tmp_path / "asked", lr_law=swept["root"] / "other.json", allow=True)
     prediction = read_prediction(tmp_path / "asked")
     summary = {"status": "completed", "final_val_loss": 5.0, "final_train_loss": 5.0, "flops_per_token": 1e7,
-               "mfu": 0.1, "tokens": 8192, "flops": 1e11, "tokens_per_s": 1e4}
+               "mfu": 0.00234, "tokens": 8192, "flops": 1e11, "tokens_per_s": 1e4}
     nums = report_numbers({"prediction": prediction, "summary": summary, "law_unchanged": True,
                            "metrics": [{"tokens": 8192, "tokens_per_s": 1e4}]})
     assert nums["trained_like_sweep"] is False and "other.json" in nums["lr_rule"]
     assert len(nums["training_differences"]) == 1 and "learning-rate rule" in nums["training_differences"][0]
     text = markdown(nums, {}, tmp_path)
     assert "| trained like the law's runs" in text and "Trained otherwise than the law's runs: learning-rate" in text
+    # A CPU run's MFU (a few thousandths) with two significant digits, as the plan's own MFU is printed.
+    fed_back = format_mfu(nums["fed_back_mfu"])
+    assert f"(MFU {fed_back} as the planner counts)" in text
+    caption = markdown(nums, {"gpu_hours": tmp_path / "plots" / "gpu_hours.png"}, tmp_path)
+    assert f"fed-back MFU ({fed_back}) is the trainer's (0.0023) times" in caption
+    assert float(fed_back) == pytest.approx(nums["fed_back_mfu"], rel=0.05)  # not 0.002 or 0.003
 
 
 def test_a_malformed_sweep_training_in_a_law_file_is_a_one_line_error(tmp_path):
