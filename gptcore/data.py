@@ -97,6 +97,17 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
     )
 
 
+def unigram_nats(ds: Dataset) -> float:
+    """The validation split's cross-entropy, in nats per token, under the training split's token frequencies
+    (add-one smoothed): the loss of a model that knows how often each token occurs and nothing else. A run
+    that ends above it has not learned even that: it is still in the early transient of training, where loss
+    does not yet fall as a power law in N and D (on the demo's tiny grid, loss falls faster with each doubling
+    of tokens, not slower, as a power law would)."""
+    counts = np.bincount(np.asarray(ds.train), minlength=ds.vocab_size).astype(np.float64) + 1.0
+    log_p = np.log(counts) - np.log(counts.sum())
+    return float(-log_p[np.asarray(ds.val)].mean())
+
+
 def prepare(
     sources: Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,

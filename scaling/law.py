@@ -19,6 +19,7 @@ import numpy as np
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
 from scaling.fit import PARAM_CONVENTIONS
+from scaling.fit.baseline import UnigramBaseline
 
 if TYPE_CHECKING:  # scaling.fit.predictive imports this module
     from scaling.fit.predictive import Calibration, PredictionInterval
@@ -28,7 +29,7 @@ PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 LOSS_LAW_FORMS = ("chinchilla", "vpnls")  # the fit forms whose result is an L(N, D) law (scaling.fit.estimators)
 LAW_FILE_KEYS = ("schema", "form", "params", "a", "b", "ci", "ci_level", "param_convention", "fit_options", "rows",
                  "bootstrap_params", "objective", "n_points", "warnings", "at_flops", "prediction_calibration",
-                 "sweep_training", "form_choice")
+                 "sweep_training", "form_choice", "data_baseline")
 
 
 def percentile_interval(samples, level: float) -> list:
@@ -226,6 +227,8 @@ class FittedLaw:
     # sweep.json (sweeps.grid.training_record): what a launch trains its final run by. None: not from a sweep.
     sweep_training: dict | None = None
     form_choice: dict | None = None  # `fit --form auto`: the variant chosen and its backtest table (scaling.fit.auto)
+    # How many fitted runs end above their data's unigram loss (scaling.fit.baseline); None: not recorded.
+    data_baseline: UnigramBaseline | None = None
 
     def __post_init__(self):
         if self.bootstrap is not None:  # rows given as lists (a hand-written law); none at all is None
@@ -344,6 +347,8 @@ class FittedLaw:
             out["sweep_training"] = self.sweep_training
         if self.form_choice is not None:
             out["form_choice"] = self.form_choice
+        if self.data_baseline is not None:
+            out["data_baseline"] = self.data_baseline.to_json()
         return {**out, **self.extra}
 
     def save(self, path: str | Path) -> None:
@@ -400,6 +405,8 @@ class FittedLaw:
             calibration=_read_calibration(raw, path),
             sweep_training=training,
             form_choice=choice,
+            data_baseline=None if raw.get("data_baseline") is None else UnigramBaseline.from_json(
+                raw["data_baseline"], f"law file {path}"),
         )
 
     def with_finite_bootstrap(self) -> FittedLaw:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,15 +82,28 @@ def read_recorded(path: Path, hint: str) -> dict:
     return recorded
 
 
-def recorded_training(table_path: str | Path) -> dict | None:
-    """How a sweep's runs were trained (sweep.json's "training"), for the sweep table at `table_path`; None
-    for a table that is not a sweep's sweep.csv, or a sweep that recorded none (written before it did)."""
+def _recorded(table_path: str | Path, key: str):
+    """sweep.json's `key` for the sweep table at `table_path`; None for a table that is not a sweep's
+    sweep.csv, or a sweep that recorded none (written before it did)."""
     table_path = Path(table_path)
     settings = table_path.parent / SETTINGS_NAME
     if table_path.name != CSV_NAME or not settings.is_file():
         return None
-    training = read_recorded(settings, "delete it, or fit a copy of sweep.csv elsewhere").get("training")
+    return read_recorded(settings, "delete it, or fit a copy of sweep.csv elsewhere").get(key)
+
+
+def recorded_training(table_path: str | Path) -> dict | None:
+    """How a sweep's runs were trained (sweep.json's "training"), for the sweep table at `table_path`."""
+    training = _recorded(table_path, "training")
     return training if isinstance(training, dict) else None
+
+
+def recorded_unigram_nats(table_path: str | Path) -> float | None:
+    """The sweep's validation split's unigram cross-entropy (gptcore.data.unigram_nats), as sweep.json
+    recorded it; None where it did not (a sweep from before 2026-12-03) or the value is not a positive number."""
+    value = _recorded(table_path, "data_unigram_nats")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return float(value) if ok else None
 
 
 def check_same_grid(grid: grids.Grid, out: Path) -> bool:
@@ -150,6 +164,8 @@ def print_plan(grid: grids.Grid, specs, counts: dict, executor: str, layout: str
 
 def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     """Run a grid into opts.out; returns 0 when every run completed or diverged, 1 when some failed."""
+    from gptcore.data import open_dataset, unigram_nats
+
     out = opts.out.resolve()
     unrecorded = check_same_grid(grid, out)
     specs, data, training = plan_runs(grid, opts)
@@ -166,6 +182,7 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     check_available(loggers)
     settings = {"grid": grid.name, "grid_spec": grids.grid_to_dict(grid), "data": str(data),
                 "data_hash": specs[0].data_hash if specs else None, "training": training,
+                "data_unigram_nats": unigram_nats(open_dataset(data)),  # the fit's baseline (scaling.fit.baseline)
                 "keep_checkpoints": policy, "loggers": list(loggers)}
     if not opts.dry_run:
         atomic_write_json(out / SETTINGS_NAME, settings)

@@ -69,6 +69,16 @@ def test_demo_runs_every_step_in_order_and_leaves_each_output(demo):
     sweep = (out / "sweep" / "sweep.csv").read_text()
     assert len(sweep.splitlines()) == 1 + 12 and sweep.count(",tuned,") == 6  # 2 tuned sizes x 3 budgets
     assert (out / "law.json").is_file() and list((out / "fit").glob("*.png"))
+    # The sweep records its data's unigram loss; the fit counts the runs above it (the tiny grid's 16K-token
+    # runs are all still above it: 7.0-7.5 nats against 6.67) and says so, and so does the prediction.
+    from gptcore.data import open_dataset, unigram_nats
+
+    recorded = json.loads((out / "sweep" / "sweep.json").read_text())["data_unigram_nats"]
+    assert recorded == pytest.approx(unigram_nats(open_dataset(demo["data"])))
+    baseline = FittedLaw.load(out / "law.json").data_baseline
+    assert baseline.runs == 12 and baseline.runs_above >= 4 and baseline.unigram_nats == recorded
+    warnings = json.loads((out / "launch" / "prediction.json").read_text())["warnings"]
+    assert any(f"{baseline.runs_above} of 12 fitted runs end above their data's unigram loss" in w for w in warnings)
     # This sweep gives the plain form a law, so the demo took it (no --form auto step: test_fit_auto.py).
     assert text.count("$ scaling fit ") == 1 and FittedLaw.load(out / "law.json").form_choice is None
     *_, run_line, try_line = text.splitlines()  # the last lines: the final run and a command to try on it

@@ -173,13 +173,22 @@ def _table_and_form(args) -> tuple:
 
 def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:
     """The law with its sweep's training record (LR rule and the rest) copied from sweep.json, so a launch
-    trains its final run as the fitted runs were trained."""
+    trains its final run as the fitted runs were trained, and how many fitted runs end above the data's
+    unigram loss (scaling.fit.baseline), said as a warning where any do."""
     from dataclasses import replace
 
-    from sweeps.orchestrate import recorded_training
+    from scaling.fit.baseline import UnigramBaseline
+    from sweeps.orchestrate import recorded_training, recorded_unigram_nats
 
     training = recorded_training(table.source) if table.source else None
-    return result if training is None else replace(result, sweep_training=training)
+    if training is not None:
+        result = replace(result, sweep_training=training)
+    nats = recorded_unigram_nats(table.source) if table.source else None
+    if nats is None:
+        return result
+    baseline = UnigramBaseline.of(table.loss, nats)
+    note = baseline.note()
+    return replace(result, data_baseline=baseline, warnings=result.warnings + ([note] if note else []))
 
 
 def _calibrated(result: FittedLaw, table, form: str, args, options: dict, tables: dict | None,

@@ -618,8 +618,9 @@ def prediction_record(law, params: float, tokens: float) -> dict:
     if pi is None:
         why = "no backtest calibration in this law (a published law, or fitted before; refit with scaling fit --out)"
         return {"prediction_interval": None, "prediction": {"reason": why}, "extrapolation": None, "warnings": []}
+    baseline = getattr(law, "data_baseline", None)
     warnings = [w for w in (extrapolation_warning(pi, law.calibration), quantile_note(pi, law.calibration),
-                            choice_note(getattr(law, "form_choice", None))) if w]
+                            choice_note(getattr(law, "form_choice", None)), baseline and baseline.note()) if w]
     details = pi.to_json()
     details["quantiles"] = law.calibration.quantiles
     return {"prediction_interval": details.pop("interval"), "prediction": details,
