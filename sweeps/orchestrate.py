@@ -7,6 +7,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gptcore.errors import UserError
 from gptcore.fileio import atomic_write_json
@@ -24,6 +25,9 @@ from sweeps.provenance import data_hash
 from sweeps.runner import SETTINGS_NAME, check_run_tree, recorded_loggers
 from sweeps.slurm import SlurmExecutor, cluster_answers, cluster_slots
 from sweeps.store import CSV_NAME, DB_NAME, FINAL, Store
+
+if TYPE_CHECKING:  # opened lazily in plan_runs: gptcore.data is not needed to import this module
+    from gptcore.data import Dataset
 
 DEFAULT_LR_LAW = Path("runs/tune/lr_law.json")  # where `scaling tune` writes by default
 
@@ -131,15 +135,16 @@ def check_same_grid(grid: grids.Grid, out: Path) -> bool:
     return False
 
 
-def plan_runs(grid: grids.Grid, opts: SweepOptions) -> tuple[list[grids.RunSpec], Path, dict]:
-    """The runs, the data dir, and the training record sweep.json keeps (grids.training_record)."""
+def plan_runs(grid: grids.Grid, opts: SweepOptions) -> tuple[list[grids.RunSpec], Path, dict, Dataset]:
+    """The runs, the data dir, the training record sweep.json keeps (grids.training_record), and the opened
+    dataset."""
     from gptcore.data import open_dataset
 
     data = prepared_data(opts.data, opts.out)
     ds = open_dataset(data)
     lr_law = lr_law_for(opts.lr_law)
     specs = grids.resolve(grid, ds.vocab_size, data_hash(ds.meta), lr_law)
-    return specs, data, grids.training_record(grid, ds.vocab_size, data_hash(ds.meta), lr_law)
+    return specs, data, grids.training_record(grid, ds.vocab_size, data_hash(ds.meta), lr_law), ds
 
 
 def print_plan(grid: grids.Grid, specs, counts: dict, executor: str, layout: str, estimate_line: str) -> None:
@@ -164,11 +169,11 @@ def print_plan(grid: grids.Grid, specs, counts: dict, executor: str, layout: str
 
 def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     """Run a grid into opts.out; returns 0 when every run completed or diverged, 1 when some failed."""
-    from gptcore.data import open_dataset, unigram_nats
+    from gptcore.data import unigram_nats
 
     out = opts.out.resolve()
     unrecorded = check_same_grid(grid, out)
-    specs, data, training = plan_runs(grid, opts)
+    specs, data, training, ds = plan_runs(grid, opts)
     executor = choose_executor(opts.executor)
     if opts.dry_run and not (out / DB_NAME).exists():  # a plan for a new sweep writes no store
         store, statuses = None, {}
@@ -182,10 +187,9 @@ def run_sweep(grid: grids.Grid, opts: SweepOptions) -> int:
     check_available(loggers)
     settings = {"grid": grid.name, "grid_spec": grids.grid_to_dict(grid), "data": str(data),
                 "data_hash": specs[0].data_hash if specs else None, "training": training,
-                "data_unigram_nats": unigram_nats(open_dataset(data)),  # the fit's baseline (scaling.fit.baseline)
                 "keep_checkpoints": policy, "loggers": list(loggers)}
-    if not opts.dry_run:
-        atomic_write_json(out / SETTINGS_NAME, settings)
+    if not opts.dry_run:  # the unigram loss, the fit's baseline (scaling.fit.baseline), counted only to be kept
+        atomic_write_json(out / SETTINGS_NAME, {**settings, "data_unigram_nats": unigram_nats(ds)})
     todo = [s for s in specs if statuses.get(s.run_id) not in ("completed", "diverged")]
     check_run_tree(out, [s.run_id for s in todo])
 

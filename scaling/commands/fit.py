@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         at_flops=at_flops,
         options=options,
     )
-    result = replace(_with_sweep_training(result, table), form_choice=None if choice is None else choice.to_json())
+    result = replace(_with_sweep_records(result, table), form_choice=None if choice is None else choice.to_json())
     # Refuse before writing anything; where the plain form gives no law, --form auto may.
     law = law_for_file(result, AUTO_HINT if args.form == "chinchilla" else "") if args.out else None
     if args.out:
@@ -171,7 +171,7 @@ def _table_and_form(args) -> tuple:
     return table, "chinchilla", options, choice, tables
 
 
-def _with_sweep_training(result: FittedLaw, table) -> FittedLaw:
+def _with_sweep_records(result: FittedLaw, table) -> FittedLaw:
     """The law with its sweep's training record (LR rule and the rest) copied from sweep.json, so a launch
     trains its final run as the fitted runs were trained, and how many fitted runs end above the data's
     unigram loss (scaling.fit.baseline), said as a warning where any do."""
